@@ -4,6 +4,5 @@
 #include "cli.h"
 
 const struct kmpkg_cmd kmpkg_commands[] = {
-	{ "version", "print kmpkg's version", kmpkg_cmd_version },
 	{ NULL, NULL, NULL },
 };
