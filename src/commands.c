@@ -4,6 +4,7 @@
 #include "cli.h"
 
 const struct kmpkg_cmd kmpkg_commands[] = {
+	{ "preflight", "check manifests against a host profile (CI gate)", kmpkg_cmd_preflight },
 	{ "version", "print kmpkg's version", kmpkg_cmd_version },
 	{ NULL, NULL, NULL },
 };
