@@ -56,6 +56,7 @@ static void node_free(struct kmpkg_yamltree_node *n)
 		node_free(n->keys[n->n]); /* a key whose value never came */
 	free(n->keys);
 	free(n->items);
+	free(n->slots);
 	free(n->str);
 	free(n);
 }
@@ -281,6 +282,59 @@ static int nomem(void)
 	return kmpkg_error_set(KMPKG_EGENERIC, "E_NOMEM", NULL, NULL, "out of memory");
 }
 
+static size_t hash(const char *s, size_t len)
+{
+	size_t h = 1469598103934665603ULL, i;
+
+	for (i = 0; i < len; i++)
+		h = (h ^ (unsigned char)s[i]) * 1099511628211ULL;
+	return h;
+}
+
+/* The slot of key (str, len) in map's index: its own or the free one to use. */
+static size_t *slot_of(const struct kmpkg_yamltree_node *map, const char *str, size_t len)
+{
+	size_t i = hash(str, len) & (map->nslots - 1);
+
+	for (;;) {
+		size_t *s = &map->slots[i];
+
+		if (*s == 0)
+			return s;
+		if (map->keys[*s - 1]->len == len && !memcmp(map->keys[*s - 1]->str, str, len))
+			return s;
+		i = (i + 1) & (map->nslots - 1);
+	}
+}
+
+/* Looks key up in map's index, and records it there (as pair p->n) when new. */
+static int key_index(struct kmpkg_yamltree_node *map, const struct kmpkg_yamltree_node *key,
+		     const struct kmpkg_yamltree_node **dup)
+{
+	size_t *s, i;
+
+	*dup = NULL;
+	if ((map->n + 1) * 2 > map->nslots) {
+		size_t nslots = map->nslots ? map->nslots * 2 : 16;
+		size_t *slots = calloc(nslots, sizeof(*slots));
+
+		if (!slots)
+			return nomem();
+		free(map->slots);
+		map->slots = slots;
+		map->nslots = nslots;
+		for (i = 0; i < map->n; i++)
+			*slot_of(map, map->keys[i]->str, map->keys[i]->len) = i + 1;
+	}
+	s = slot_of(map, key->str, key->len);
+	if (*s) {
+		*dup = map->keys[*s - 1];
+		return 0;
+	}
+	*s = map->n + 1; /* valid once attach() stores the key at keys[n] */
+	return 0;
+}
+
 /*
  * Hangs a new node under the open collection. The node is set up (parent,
  * index) before any check so that a refusal can name its pointer; on failure
@@ -289,7 +343,8 @@ static int nomem(void)
 static int attach(struct builder *bd, struct kmpkg_yamltree_node *node)
 {
 	struct kmpkg_yamltree_node *p = bd->cur;
-	size_t i;
+	const struct kmpkg_yamltree_node *dup = NULL;
+	int err;
 
 	node->parent = p;
 	if (!p) {
@@ -306,15 +361,15 @@ static int attach(struct builder *bd, struct kmpkg_yamltree_node *node)
 				      kmpkg_yamltree_describe(node), "write the key as a plain string",
 				      "mapping keys must be scalars");
 		}
-		for (i = 0; i < p->n; i++) {
-			if (p->keys[i]->len == node->len && !memcmp(p->keys[i]->str, node->str, node->len)) {
-				char msg[160];
+		if ((err = key_index(p, node, &dup)) != 0)
+			return err;
+		if (dup) {
+			char msg[160];
 
-				snprintf(msg, sizeof(msg), "duplicate key '%.100s' (first at line %d, column %d)",
-					 node->str, p->keys[i]->line, p->keys[i]->column);
-				return refuse(bd, "YAML_DUPLICATE_KEY", node, node->line, node->column, NULL,
-					      NULL, "remove one of the two entries", msg);
-			}
+			snprintf(msg, sizeof(msg), "duplicate key '%.100s' (first at line %d, column %d)",
+				 node->str, dup->line, dup->column);
+			return refuse(bd, "YAML_DUPLICATE_KEY", node, node->line, node->column, NULL,
+				      NULL, "remove one of the two entries", msg);
 		}
 	}
 	if (p->n + 1 >= p->cap) {

@@ -37,6 +37,10 @@ struct kmpkg_yamltree_node {
 	struct kmpkg_yamltree_node **keys;
 	struct kmpkg_yamltree_node **items;
 	size_t n, cap;
+	/* Mappings: open-addressing index of keys (key index + 1, 0 = free),
+	 * so duplicate detection stays linear on 5,000-key mappings. */
+	size_t *slots;
+	size_t nslots;
 };
 
 struct kmpkg_yamltree_limits {

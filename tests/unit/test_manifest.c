@@ -6,6 +6,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "kmpkg/buf.h"
 #include "kmpkg/diag.h"
 #include "kmpkg/error.h"
 #include "kmpkg/manifest.h"
@@ -578,4 +579,20 @@ Test(manifest, missing_file_is_not_found)
 	cr_assert_eq(d.n, 0);
 	cr_assert_eq(kmpkg_manifest_load_file(&m, "/tmp", &d), KMPKG_ERESOURCE);
 	cr_assert_eq(d.n, 0);
+}
+
+Test(manifest, wide_mapping_duplicate_is_fast)
+{
+	struct kmpkg_buf b = KMPKG_BUF_INIT;
+	char fld[32];
+	int i;
+
+	cr_assert_eq(kmpkg_buf_puts(&b, HEAD "dependencies:\n"), 0);
+	for (i = 0; i < 4900; i++)
+		cr_assert_eq(kmpkg_buf_printf(&b, "  k%d: \"1\"\n", i), 0);
+	cr_assert_eq(kmpkg_buf_puts(&b, "  k4321: \"2\"\n"), 0);
+	cr_assert_lt(b.len, KMPKG_MANIFEST_MAX_BYTES);
+	snprintf(fld, sizeof(fld), "/dependencies/k4321");
+	expect_one_s("4,900 keys", b.ptr, "YAML_DUPLICATE_KEY", 4 + 4900 + 1, 3, fld);
+	kmpkg_buf_release(&b);
 }
