@@ -4,5 +4,6 @@
 #include "cli.h"
 
 const struct kmpkg_cmd kmpkg_commands[] = {
+	{ "preflight", "check manifests against a host profile (CI gate)", kmpkg_cmd_preflight },
 	{ NULL, NULL, NULL },
 };
