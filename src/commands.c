@@ -4,6 +4,7 @@
 #include "cli.h"
 
 const struct kmpkg_cmd kmpkg_commands[] = {
+	{ "semver", "compare versions and test ranges (node-semver rules)", kmpkg_cmd_semver },
 	{ "version", "print kmpkg's version", kmpkg_cmd_version },
 	{ NULL, NULL, NULL },
 };
