@@ -9,6 +9,7 @@
 
 #include "kmpkg/error.h"
 #include "kmpkg/resolve.h"
+#include "kmpkg/semver.h"
 
 /* cand(r, "a", "1.0.0", "b", "^1.0.0", ..., NULL): a candidate and its deps. */
 static void vcand(struct kmpkg_resolver *r, void *ud, const char *name, const char *version, va_list ap)
@@ -764,4 +765,159 @@ Test(resolve, ten_thousand_plugins_dense, .timeout = 60)
 	cr_assert_gt(n, 5000);
 	cr_assert_lt(t, 10000.0);
 	kmpkg_resolver_free(r);
+}
+
+/* Random small worlds checked against brute force: the resolver finds a
+ * solution exactly when one exists, and what it returns is one. */
+#define RW_PKGS 5
+#define RW_VERS 3
+
+struct rworld {
+	int nvers[RW_PKGS];
+	int ndeps[RW_PKGS][RW_VERS];
+	int dep_pkg[RW_PKGS][RW_VERS][2];
+	const char *dep_range[RW_PKGS][RW_VERS][2];
+	bool rejected[RW_PKGS][RW_VERS];
+	const char *req_range;
+};
+
+static const char *rw_names[RW_PKGS] = { "a", "b", "c", "d", "e" };
+static const char *rw_vers[RW_VERS] = { "1.0.0", "1.1.0", "2.0.0" };
+
+static bool rw_filter(void *ctx, const char *name, const char *version, void *ud, char *why, size_t len)
+{
+	const struct rworld *w = ctx;
+	int p = name[0] - 'a', v;
+
+	(void)ud;
+	(void)why;
+	(void)len;
+	for (v = 0; v < RW_VERS; v++)
+		if (strcmp(rw_vers[v], version) == 0)
+			return !w->rejected[p][v];
+	return true;
+}
+
+static bool rw_sat(const char *version, const char *range)
+{
+	static const char *seen_v[64], *seen_r[64];
+	static bool seen_ok[64];
+	static int nseen;
+	int i, rc;
+
+	for (i = 0; i < nseen; i++)
+		if (seen_v[i] == version && seen_r[i] == range)
+			return seen_ok[i];
+	rc = kmpkg_semver_satisfies(version, range);
+	cr_assert_geq(rc, 0);
+	if (nseen < 64) {
+		seen_v[nseen] = version;
+		seen_r[nseen] = range;
+		seen_ok[nseen++] = rc == 1;
+	}
+	return rc == 1;
+}
+
+/* sel[p] = version index or -1 */
+static bool rw_valid(const struct rworld *w, const int *sel)
+{
+	int p, k;
+
+	if (sel[0] < 0 || !rw_sat(rw_vers[sel[0]], w->req_range))
+		return false;
+	for (p = 0; p < RW_PKGS; p++) {
+		if (sel[p] < 0)
+			continue;
+		if (sel[p] >= w->nvers[p] || w->rejected[p][sel[p]])
+			return false;
+		for (k = 0; k < w->ndeps[p][sel[p]]; k++) {
+			int q = w->dep_pkg[p][sel[p]][k];
+
+			if (sel[q] < 0 || !rw_sat(rw_vers[sel[q]], w->dep_range[p][sel[p]][k]))
+				return false;
+		}
+	}
+	return true;
+}
+
+Test(resolve, random_worlds_match_brute_force)
+{
+	static const char *ranges[] = { "^1.0.0", "^2.0.0", ">=1.1.0", "<1.1.0", "*", "1.0.0 || 2.0.0",
+					"~1.1.0", "^3.0.0" };
+	unsigned seed = 4242;
+	int iter, solvable = 0;
+
+	for (iter = 0; iter < 400; iter++) {
+		struct rworld w;
+		struct kmpkg_resolver *r = newr();
+		struct kmpkg_resolve_request req;
+		struct kmpkg_resolution *res = NULL;
+		int p, v, k, sel[RW_PKGS], rc;
+		long combo, ncombo = 1;
+		bool exists = false;
+
+		memset(&w, 0, sizeof(w));
+#define RND(n) ((int)(((seed = seed * 1103515245u + 12345u) >> 8) % (unsigned)(n)))
+		for (p = 0; p < RW_PKGS; p++) {
+			w.nvers[p] = 1 + RND(RW_VERS);
+			for (v = 0; v < w.nvers[p]; v++) {
+				const char *dn[2], *dr[2];
+				struct kmpkg_resolve_candidate c = { 0 };
+
+				w.ndeps[p][v] = RND(3);
+				w.rejected[p][v] = RND(8) == 0;
+				for (k = 0; k < w.ndeps[p][v]; k++) {
+					w.dep_pkg[p][v][k] = RND(RW_PKGS);
+					w.dep_range[p][v][k] = ranges[RND(8)];
+					dn[k] = rw_names[w.dep_pkg[p][v][k]];
+					dr[k] = w.dep_range[p][v][k];
+				}
+				c.name = rw_names[p];
+				c.version = rw_vers[v];
+				c.dep_names = dn;
+				c.dep_ranges = dr;
+				c.ndeps = (size_t)w.ndeps[p][v];
+				cr_assert_eq(kmpkg_resolver_add_candidate(r, &c), 0);
+			}
+		}
+		w.req_range = ranges[RND(5)];
+#undef RND
+		kmpkg_resolver_set_filter(r, rw_filter, &w);
+		for (p = 0; p < RW_PKGS; p++)
+			ncombo *= RW_VERS + 1;
+		for (combo = 0; combo < ncombo && !exists; combo++) {
+			long c = combo;
+
+			for (p = 0; p < RW_PKGS; p++) {
+				sel[p] = (int)(c % (RW_VERS + 1)) - 1;
+				c /= RW_VERS + 1;
+			}
+			exists = rw_valid(&w, sel);
+		}
+		req.name = "a";
+		req.range = w.req_range;
+		rc = kmpkg_resolve(&res, r, &req, 1, 0);
+		cr_assert_eq(rc == 0, exists, "world %d: resolver %d, brute force %d: %s", iter, rc, exists,
+			     rc ? kmpkg_error_last()->message : "");
+		if (rc == 0) {
+			size_t i;
+
+			solvable++;
+			for (p = 0; p < RW_PKGS; p++)
+				sel[p] = -1;
+			for (i = 0; i < res->n; i++)
+				for (v = 0; v < RW_VERS; v++)
+					if (strcmp(res->items[i].version, rw_vers[v]) == 0)
+						sel[res->items[i].name[0] - 'a'] = v;
+			cr_assert(rw_valid(&w, sel), "world %d: invalid solution", iter);
+			kmpkg_resolution_free(res);
+		} else {
+			cr_assert_eq(rc, KMPKG_EDEPS);
+			cr_assert_str_not_empty(kmpkg_error_last()->message);
+		}
+		kmpkg_resolver_free(r);
+	}
+	cr_log_info("%d of 400 worlds solvable", solvable);
+	cr_assert_gt(solvable, 50);
+	cr_assert_lt(solvable, 390);
 }
