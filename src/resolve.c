@@ -28,8 +28,8 @@
  * incompatibility all of whose terms but one are satisfied forces the
  * negation of the last; all satisfied is a conflict, resolved by walking
  * back the satisfiers and learning a new incompatibility, then backjumping);
- * then choose the undecided positive plugin with the fewest allowed versions
- * (ties by name) and decide its installed version when it is kept, else its
+ * then choose the undecided positive plugin (requested ones first, then the
+ * one with the fewest allowed versions, ties by name) and decide its installed version when it is kept, else its
  * newest allowed version that passes the filter. Rejected versions become
  * unit incompatibilities, so the proof can name them. Done when every
  * positively derived plugin is decided.
@@ -368,8 +368,15 @@ static struct rpkg *PKG(const struct solver *s, uint32_t i)
 	return s->r->pkgs[i];
 }
 
+/* Requested plugins first (their newest version is what was asked for; the
+ * installed plugins it needs may move for it), then fewest versions first
+ * (PubGrub's heuristic: conflicts show up early), then by name. */
 static bool hent_less(const struct solver *s, const struct hent *a, const struct hent *b)
 {
+	bool ra = PKG(s, a->pkg)->requested, rb = PKG(s, b->pkg)->requested;
+
+	if (ra != rb)
+		return ra;
 	if (a->count != b->count)
 		return a->count < b->count;
 	return PKG(s, a->pkg)->rank < PKG(s, b->pkg)->rank;

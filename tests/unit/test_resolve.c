@@ -346,6 +346,30 @@ Test(resolve, installed_must_move)
 	kmpkg_resolver_free(r);
 }
 
+Test(resolve, requested_newest_moves_unconstrained_installed)
+{
+	struct kmpkg_resolver *r = newr();
+	struct kmpkg_resolution *res;
+
+	cand(r, "a", "1.0.0", "b", "^1.0.0", NULL);
+	cand(r, "a", "2.0.0", "b", "^2.0.0", NULL);
+	cand(r, "b", "1.0.0", NULL);
+	cand(r, "b", "2.0.0", NULL);
+	inst(r, "b", "1.0.0", NULL);
+	res = solve(r, 0, "a", NULL, NULL);
+	cr_assert_str_eq(ver(res, "a"), "2.0.0");
+	cr_assert_str_eq(ver(res, "b"), "2.0.0");
+	cr_assert_eq(item(res, "b")->action, KMPKG_RESOLVE_UPGRADE);
+	kmpkg_resolution_free(res);
+	/* with a constraint, b stays and a settles for 1.0.0 */
+	inst(r, "b", "1.0.0", "^1.0.0");
+	res = solve(r, 0, "a", NULL, NULL);
+	cr_assert_str_eq(ver(res, "a"), "1.0.0");
+	cr_assert_str_eq(ver(res, "b"), "1.0.0");
+	kmpkg_resolution_free(res);
+	kmpkg_resolver_free(r);
+}
+
 Test(resolve, installed_version_missing_from_sources)
 {
 	struct kmpkg_resolver *r = newr();
