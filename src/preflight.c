@@ -38,7 +38,7 @@ static const struct code_doc catalogue[] = {
 	{ "HOST_RANGE_UNSATISFIED", "The plugin's host range does not accept the host version.",
 	  "Install a version of the plugin whose `host` range accepts this host, widen `host`, or run on a host within the range." },
 	{ "HOST_PRERELEASE", "The host is a pre-release: accepted because its release version satisfies the host range.",
-	  "Run a release host, or make the range name pre-releases explicitly (e.g. >=1.4.0-0)." },
+	  "Nothing is required; run a release host, or use --strict to make pre-release hosts fail." },
 	{ "API_RANGE_UNSATISFIED", "No plugin API version provided by the host satisfies the plugin's api range.",
 	  "Install a version of the plugin built for an API the host provides, or run a host that provides the API range." },
 	{ "RANGE_INVALID", "The host or api range is not a node-semver range.",
@@ -376,6 +376,22 @@ static enum range_result test_any(const char *range, const struct kmpkg_strlist 
 	return res;
 }
 
+/* Why range does not parse, from the semver module, into why. */
+static void range_why(char *why, size_t n, const char *range)
+{
+	struct kmpkg_semver_range *r = NULL;
+	const char *msg, *colon;
+
+	why[0] = '\0';
+	if (kmpkg_semver_range_parse(&r, range) != 0) {
+		msg = kmpkg_error_last()->message;
+		colon = strstr(msg, "': ");
+		snprintf(why, n, ": %s", colon ? colon + 3 : msg);
+	}
+	kmpkg_semver_range_free(r);
+	kmpkg_error_clear();
+}
+
 static long tier_index(const struct kmpkg_host *h, const char *tier)
 {
 	size_t i;
@@ -448,14 +464,16 @@ static void check_host_range(struct check *c)
 	const struct kmpkg_host *h = c->ctx->host;
 	const struct kmpkg_manifest *m = c->m, *alt;
 	struct kmpkg_buf next = KMPKG_BUF_INIT;
+	char why[256];
 
 	if (!m->host)
 		return;
 	switch (test_host(m->host, h->version)) {
 	case RANGE_BAD:
+		range_why(why, sizeof(why), m->host);
 		report(c, KMPKG_SEV_ERROR, "RANGE_INVALID", "/host", "a node-semver range", m->host,
 		       "write a node-semver range such as \">=1.4.0 <2.0.0\"",
-		       "host range '%.200s' is not a node-semver range", m->host);
+		       "host range '%.200s' is not a node-semver range%s", m->host, why);
 		break;
 	case RANGE_NO:
 		alt = newest_alternative(c);
@@ -469,9 +487,9 @@ static void check_host_range(struct check *c)
 		       "%s@%s supports hosts %s; this host is %s", m->name, m->version, m->host, h->version);
 		break;
 	case RANGE_YES_PRERELEASE:
-		kmpkg_buf_printf(&next, "run a release host, or write the range as accepting pre-releases "
-					"explicitly (e.g. with a -0 lower bound) if %s is intended",
-				 h->version);
+		kmpkg_buf_printf(&next, "none required (judged as host %.*s); run a release host, or pass "
+					"--strict to refuse pre-release hosts",
+				 (int)strcspn(h->version, "-+"), h->version);
 		report(c, KMPKG_SEV_WARNING, "HOST_PRERELEASE", "/host", m->host, h->version, next.ptr,
 		       "host %s is a pre-release, which node-semver excludes from %s; accepted because its "
 		       "release version satisfies the range",
@@ -488,15 +506,17 @@ static void check_api_range(struct check *c)
 	const struct kmpkg_host *h = c->ctx->host;
 	const struct kmpkg_manifest *m = c->m, *alt;
 	struct kmpkg_buf next = KMPKG_BUF_INIT, have = KMPKG_BUF_INIT;
+	char why[256];
 
 	if (!m->api)
 		return;
 	join(&have, &h->api, "none");
 	switch (test_any(m->api, &h->api)) {
 	case RANGE_BAD:
+		range_why(why, sizeof(why), m->api);
 		report(c, KMPKG_SEV_ERROR, "RANGE_INVALID", "/api", "a node-semver range", m->api,
 		       "write a node-semver range such as \"^2.1.0\"",
-		       "api range '%.200s' is not a node-semver range", m->api);
+		       "api range '%.200s' is not a node-semver range%s", m->api, why);
 		break;
 	case RANGE_NO:
 		alt = newest_alternative(c);
@@ -667,12 +687,15 @@ static void check_dependencies(struct check *c)
 		kmpkg_buf_puts(&field, "/dependencies");
 		pointer_append(&field, dep->name);
 		if (kmpkg_semver_range_parse(&r, dep->range) != 0) {
+			char why[256];
+
 			kmpkg_error_clear();
+			range_why(why, sizeof(why), dep->range);
 			kmpkg_buf_clear(&next);
 			kmpkg_buf_printf(&next, "write a node-semver range such as \"^1.0.0\" for %s", dep->name);
 			report(c, KMPKG_SEV_ERROR, "DEPENDENCY_RANGE_INVALID", field.ptr, "a node-semver range",
-			       dep->range, next.ptr, "dependency %s: '%.200s' is not a node-semver range",
-			       dep->name, dep->range);
+			       dep->range, next.ptr, "dependency %s: '%.200s' is not a node-semver range%s",
+			       dep->name, dep->range, why);
 			continue;
 		}
 		kmpkg_buf_clear(&seen);
