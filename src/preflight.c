@@ -201,12 +201,11 @@ int kmpkg_preflight_load_installed(struct kmpkg_manifest ***out, size_t *n, cons
 	if ((err = kmpkg_buf_printf(&path, "%s/plugins", root)) != 0)
 		goto cleanup;
 	dir = opendir(path.ptr);
-	if (!dir) {
-		if (errno != ENOENT && errno != ENOTDIR)
-			err = kmpkg_error_errno(errno, "open the plugin directory", path.ptr);
+	if (!dir && errno != ENOENT && errno != ENOTDIR) {
+		err = kmpkg_error_errno(errno, "open the plugin directory", path.ptr);
 		goto cleanup;
 	}
-	while ((e = readdir(dir)) != NULL) {
+	while (dir && (e = readdir(dir)) != NULL) {
 		char *s;
 
 		if (e->d_name[0] == '.')

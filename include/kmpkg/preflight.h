@@ -59,8 +59,8 @@ int kmpkg_preflight_check_file(const char *path, const struct kmpkg_host *host, 
 /*
  * The installed set as the host sees it: every <root>/plugins/<dir>/kmpkg.yaml
  * that loads without error (broken ones are skipped). *out is a malloc'd
- * array of *n manifests (free with kmpkg_preflight_manifests_free); an absent
- * plugins directory is an empty set.
+ * array of *n manifests, never NULL on success (free with
+ * kmpkg_preflight_manifests_free); an absent plugins directory is an empty set.
  */
 int kmpkg_preflight_load_installed(struct kmpkg_manifest ***out, size_t *n, const char *root);
 void kmpkg_preflight_manifests_free(struct kmpkg_manifest **v, size_t n);
