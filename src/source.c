@@ -9,7 +9,6 @@
  */
 #include <ctype.h>
 #include <errno.h>
-#include <fnmatch.h>
 #include <ftw.h>
 #include <limits.h>
 #include <stdio.h>
@@ -398,6 +397,27 @@ static bool host_matches_hashed(const char *entry, const char *host)
 	return memcmp(got, want, 20) == 0;
 }
 
+/* OpenSSH's match_pattern: '*' and '?' only ('[' is literal, as in
+ * "[host]:2222"), case-insensitive. */
+static bool wildcard_match(const char *p, const char *s)
+{
+	for (; *p; p++, s++) {
+		if (*p == '*') {
+			while (p[1] == '*')
+				p++;
+			if (!p[1])
+				return true;
+			for (; *s; s++)
+				if (wildcard_match(p + 1, s))
+					return true;
+			return false;
+		}
+		if (!*s || (*p != '?' && tolower((unsigned char)*p) != tolower((unsigned char)*s)))
+			return false;
+	}
+	return !*s;
+}
+
 static bool host_matches(char *patterns, const char *host)
 {
 	bool hit = false;
@@ -408,7 +428,7 @@ static bool host_matches(char *patterns, const char *host)
 	for (p = strtok_r(patterns, ",", &save); p; p = strtok_r(NULL, ",", &save)) {
 		bool neg = p[0] == '!';
 
-		if (fnmatch(neg ? p + 1 : p, host, FNM_CASEFOLD) == 0) {
+		if (wildcard_match(neg ? p + 1 : p, host)) {
 			if (neg)
 				return false;
 			hit = true;
@@ -464,6 +484,28 @@ static int known_hosts_file(const char *file, const char *host, const unsigned c
 	return found;
 }
 
+/* "host" on port 22, "[host]:port" otherwise, lowercase: known_hosts' form. */
+static void known_hosts_name(char *out, size_t n, const char *host, int port)
+{
+	if (port == 22)
+		snprintf(out, n, "%s", host);
+	else
+		snprintf(out, n, "[%s]:%d", host, port);
+	for (char *c = out; *c; c++)
+		*c = (char)tolower((unsigned char)*c);
+}
+
+#ifdef KMPKG_TESTING
+int kmpkg_source__known_hosts_check(const char *file, const char *host, int port, const unsigned char *key,
+				    size_t klen)
+{
+	char name[300];
+
+	known_hosts_name(name, sizeof(name), host, port);
+	return known_hosts_file(file, name, key, klen);
+}
+#endif
+
 static int check_host_key(const git_cert_hostkey *hk, const struct url_info *u, char *msg, size_t msglen)
 {
 	char name[300];
@@ -475,12 +517,7 @@ static int check_host_key(const git_cert_hostkey *hk, const struct url_info *u, 
 		snprintf(msg, msglen, "cannot check the ssh host key of %s", u->host ? u->host : "?");
 		return -1;
 	}
-	if (u->port == 22)
-		snprintf(name, sizeof(name), "%s", u->host);
-	else
-		snprintf(name, sizeof(name), "[%s]:%d", u->host, u->port);
-	for (char *c = name; *c; c++)
-		*c = (char)tolower((unsigned char)*c);
+	known_hosts_name(name, sizeof(name), u->host, u->port);
 	if (home && (user = xasprintf("%s/.ssh/known_hosts", home)))
 		a = known_hosts_file(user, name, (const unsigned char *)hk->hostkey, hk->hostkey_len);
 	free(user);

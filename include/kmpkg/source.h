@@ -232,4 +232,12 @@ void kmpkg_source_update_result_release(struct kmpkg_source_update_result *r);
  * seconds. Returns 0, or KMPKG_EUSAGE when malformed (no error set). */
 int kmpkg_source_parse_time(int64_t *out, const char *s);
 
+#ifdef KMPKG_TESTING
+/* The known_hosts matcher used for ssh host keys: 1 when a line of file
+ * names host:port with this key (plain, wildcard or hashed |1| patterns), -1
+ * when that key is @revoked for it, 0 otherwise. For tests only. */
+int kmpkg_source__known_hosts_check(const char *file, const char *host, int port, const unsigned char *key,
+				    size_t klen);
+#endif
+
 #endif

@@ -19,6 +19,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <openssl/evp.h>
+
 #include "kmpkg/buf.h"
 #include "kmpkg/error.h"
 #include "kmpkg/source.h"
@@ -709,4 +711,192 @@ Test(source, fetch_over_git_daemon)
 	kmpkg_source_index_release(&idx);
 	kmpkg_source_update_result_release(&r);
 	kmpkg_source_close(src);
+}
+
+/* base64 text of an ssh .pub file's key blob, decoded */
+static size_t b64_decode(unsigned char *out, const char *b64)
+{
+	size_t n = strlen(b64);
+	int len = EVP_DecodeBlock(out, (const unsigned char *)b64, (int)n);
+
+	cr_assert_gt(len, 0);
+	return (size_t)len - (n > 0 && b64[n - 1] == '=') - (n > 1 && b64[n - 2] == '=');
+}
+
+static size_t read_pubkey(unsigned char *out, const char *file)
+{
+	char line[1024], type[64], b64[900];
+	FILE *f = fopen(file, "r");
+
+	cr_assert_not_null(f, "%s", file);
+	cr_assert_not_null(fgets(line, sizeof(line), f));
+	fclose(f);
+	cr_assert_eq(sscanf(line, "%63s %899s", type, b64), 2);
+	return b64_decode(out, b64);
+}
+
+Test(source, ssh_known_hosts_matching)
+{
+	unsigned char k1[700], k2[700];
+	size_t l1, l2;
+	char path[PATH_MAX], kh[PATH_MAX], pub[1024];
+	FILE *f;
+
+	if (sh("ssh-keygen -q -t ed25519 -N '' -C t -f '%s/hk1' && ssh-keygen -q -t ed25519 -N '' -C t -f '%s/hk2'",
+	       dir, dir) != 0)
+		cr_skip_test("ssh-keygen is not available");
+	snprintf(path, sizeof(path), "%s/hk1.pub", dir);
+	l1 = read_pubkey(k1, path);
+	snprintf(path, sizeof(path), "%s/hk2.pub", dir);
+	l2 = read_pubkey(k2, path);
+	f = fopen(path, "r");
+	cr_assert_not_null(fgets(pub, sizeof(pub), f));
+	fclose(f);
+	snprintf(path, sizeof(path), "%s/hk1.pub", dir);
+	f = fopen(path, "r");
+	cr_assert_not_null(fgets(pub, sizeof(pub), f));
+	fclose(f);
+	pub[strcspn(pub, " ")] = '\0'; /* key type */
+	{
+		char *b = pub + strlen(pub) + 1;
+
+		b[strcspn(b, " \n")] = '\0';
+		snprintf(kh, sizeof(kh), "%s/known_hosts", dir);
+		f = fopen(kh, "w");
+		cr_assert_not_null(f);
+		fprintf(f, "# comment\n\nexample.com,other.org %s %s\n[git.example.com]:2222 %s %s\n"
+			   "*.wild.test,!bad.wild.test %s %s\n", pub, b, pub, b, pub, b);
+		cr_assert_eq(fclose(f), 0);
+	}
+	cr_assert_eq(kmpkg_source__known_hosts_check(kh, "example.com", 22, k1, l1), 1);
+	cr_assert_eq(kmpkg_source__known_hosts_check(kh, "EXAMPLE.com", 22, k1, l1), 1);
+	cr_assert_eq(kmpkg_source__known_hosts_check(kh, "other.org", 22, k1, l1), 1);
+	cr_assert_eq(kmpkg_source__known_hosts_check(kh, "example.com", 22, k2, l2), 0);
+	cr_assert_eq(kmpkg_source__known_hosts_check(kh, "example.com", 2222, k1, l1), 0);
+	cr_assert_eq(kmpkg_source__known_hosts_check(kh, "git.example.com", 2222, k1, l1), 1);
+	cr_assert_eq(kmpkg_source__known_hosts_check(kh, "git.example.com", 22, k1, l1), 0);
+	cr_assert_eq(kmpkg_source__known_hosts_check(kh, "a.wild.test", 22, k1, l1), 1);
+	cr_assert_eq(kmpkg_source__known_hosts_check(kh, "bad.wild.test", 22, k1, l1), 0);
+	cr_assert_eq(kmpkg_source__known_hosts_check(kh, "nothere.test", 22, k1, l1), 0);
+
+	/* hashed entries, as ssh writes them with HashKnownHosts */
+	cr_assert_eq(sh("ssh-keygen -q -H -f '%s' >/dev/null 2>&1", kh), 0);
+	cr_assert_eq(sh("grep -q '^|1|' '%s' && ! grep -q example.com '%s'", kh, kh), 0);
+	cr_assert_eq(kmpkg_source__known_hosts_check(kh, "example.com", 22, k1, l1), 1);
+	cr_assert_eq(kmpkg_source__known_hosts_check(kh, "git.example.com", 2222, k1, l1), 1);
+	cr_assert_eq(kmpkg_source__known_hosts_check(kh, "example.com", 22, k2, l2), 0);
+	cr_assert_eq(kmpkg_source__known_hosts_check(kh, "nothere.test", 22, k1, l1), 0);
+
+	/* a revoked key loses even when another line accepts it */
+	f = fopen(kh, "a");
+	cr_assert_not_null(f);
+	fprintf(f, "@revoked example.com %s %s", pub, pub + strlen(pub) + 1);
+	cr_assert_eq(fclose(f), 0);
+	cr_assert_eq(kmpkg_source__known_hosts_check(kh, "example.com", 22, k1, l1), -1);
+	snprintf(path, sizeof(path), "%s/missing", dir);
+	cr_assert_eq(kmpkg_source__known_hosts_check(path, "example.com", 22, k1, l1), 0);
+}
+
+/* An HTTP server that answers every request with 401 and logs the
+ * Authorization header it got (or "-") to <dir>/auth.log. */
+static void http_401_server(int lfd)
+{
+	char path[PATH_MAX];
+
+	snprintf(path, sizeof(path), "%s/auth.log", dir);
+	alarm(15);
+	for (;;) {
+		char req[8192];
+		size_t n = 0;
+		ssize_t r;
+		int c = accept(lfd, NULL, NULL);
+		const char *auth;
+		FILE *log;
+		static const char resp[] = "HTTP/1.1 401 Unauthorized\r\nWWW-Authenticate: Basic realm=\"kmpkg\"\r\n"
+					   "Content-Length: 0\r\nConnection: close\r\n\r\n";
+
+		if (c < 0)
+			_exit(1);
+		while (n < sizeof(req) - 1 && (r = read(c, req + n, sizeof(req) - 1 - n)) > 0) {
+			n += (size_t)r;
+			req[n] = '\0';
+			if (strstr(req, "\r\n\r\n"))
+				break;
+		}
+		req[n] = '\0';
+		auth = strstr(req, "Authorization: ");
+		log = fopen(path, "a");
+		if (log) {
+			if (auth)
+				fprintf(log, "%.*s\n", (int)strcspn(auth + 15, "\r\n"), auth + 15);
+			else
+				fputs("-\n", log);
+			fclose(log);
+		}
+		if (write(c, resp, sizeof(resp) - 1) < 0)
+			_exit(1);
+		close(c);
+	}
+}
+
+Test(source, https_token_comes_from_the_named_variable)
+{
+	struct kmpkg_source *src = open_src();
+	struct kmpkg_source_fetch_opts o = { 0 };
+	struct sockaddr_in a;
+	socklen_t alen = sizeof(a);
+	char hurl[128], got[41], expect[128], log[4096], path[PATH_MAX];
+	unsigned char enc[128];
+	size_t n;
+	int lfd;
+	pid_t pid;
+	FILE *f;
+
+	lfd = socket(AF_INET, SOCK_STREAM, 0);
+	memset(&a, 0, sizeof(a));
+	a.sin_family = AF_INET;
+	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	cr_assert_eq(bind(lfd, (struct sockaddr *)&a, sizeof(a)), 0);
+	cr_assert_eq(listen(lfd, 8), 0);
+	cr_assert_eq(getsockname(lfd, (struct sockaddr *)&a, &alen), 0);
+	pid = fork();
+	cr_assert_neq(pid, -1);
+	if (pid == 0)
+		http_401_server(lfd);
+	close(lfd);
+	snprintf(hurl, sizeof(hurl), "http://127.0.0.1:%d/repo.git", ntohs(a.sin_port));
+
+	cr_assert_eq(kmpkg_source_fetch(got, src, hurl, &o), KMPKG_EGENERIC);
+	cr_assert_str_eq(code(), "E_SOURCE_FETCH");
+	cr_assert_not_null(strstr(kmpkg_error_last()->message, "no token variable"), "%s", kmpkg_error_last()->message);
+
+	o.token_env = "KMPKG_TEST_TOKEN";
+	unsetenv("KMPKG_TEST_TOKEN");
+	cr_assert_eq(kmpkg_source_fetch(got, src, hurl, &o), KMPKG_EGENERIC);
+	cr_assert_not_null(strstr(kmpkg_error_last()->message, "KMPKG_TEST_TOKEN is not set"), "%s",
+			   kmpkg_error_last()->message);
+
+	setenv("KMPKG_TEST_TOKEN", "s3cret-token", 1);
+	cr_assert_eq(kmpkg_source_fetch(got, src, hurl, &o), KMPKG_EGENERIC);
+	cr_assert_str_eq(code(), "E_SOURCE_FETCH");
+	cr_assert_not_null(strstr(kmpkg_error_last()->message, "refused the token in KMPKG_TEST_TOKEN"), "%s",
+			   kmpkg_error_last()->message);
+	cr_assert_null(strstr(kmpkg_error_last()->message, "s3cret"));
+	kmpkg_source_close(src);
+	kill(pid, SIGTERM);
+	waitpid(pid, NULL, 0);
+
+	/* the token went to the server as the password of x-access-token ... */
+	EVP_EncodeBlock(enc, (const unsigned char *)"x-access-token:s3cret-token", 27);
+	snprintf(expect, sizeof(expect), "Basic %s", enc);
+	snprintf(path, sizeof(path), "%s/auth.log", dir);
+	f = fopen(path, "r");
+	cr_assert_not_null(f);
+	n = fread(log, 1, sizeof(log) - 1, f);
+	log[n] = '\0';
+	fclose(f);
+	cr_assert_not_null(strstr(log, expect), "%s", log);
+	/* ... and was stored nowhere in the bare repository */
+	cr_assert_neq(sh("grep -rq s3cret '%s/kmpkg/sources/demo.git'", root), 0);
+	unsetenv("KMPKG_TEST_TOKEN");
 }
