@@ -183,7 +183,9 @@ int kmpkg_source_fetch(char out[KMPKG_SOURCE_OID_HEX + 1], struct kmpkg_source *
 		       const struct kmpkg_source_fetch_opts *opts);
 
 /* Fetch, then kmpkg_source_check against `trusted` (NULL on first add).
- * Release out with kmpkg_source_update_result_release (also after an error). */
+ * After a refusal (E_SOURCE_FORCE_PUSHED, E_SOURCE_EXPIRED, ...) out->commit
+ * still names the refused commit, for messages. Release out with
+ * kmpkg_source_update_result_release (also after an error). */
 int kmpkg_source_update(struct kmpkg_source_update_result *out, struct kmpkg_source *src, const char *url,
 			const struct kmpkg_source_fetch_opts *opts, const char *trusted);
 
@@ -209,7 +211,10 @@ void kmpkg_source_index_release(struct kmpkg_source_index *idx);
 
 /* Index files added, modified and deleted under plugins/ between two
  * commits (old NULL: everything is added). No rename detection: a rename is
- * a deletion and an addition. Release with kmpkg_source_diff_release. */
+ * a deletion and an addition; a valid file that becomes invalid (a symlink,
+ * over 64 KiB) is deleted and skipped. E_SOURCE_COMMIT_INVALID when a commit
+ * is not in the repository (e.g. the bare clone was lost): rebuild from
+ * kmpkg_source_index_list instead. Release with kmpkg_source_diff_release. */
 int kmpkg_source_index_diff(struct kmpkg_source_diff *out, struct kmpkg_source *src, const char *old_commit,
 			    const char *new_commit);
 void kmpkg_source_diff_release(struct kmpkg_source_diff *d);

@@ -20,9 +20,13 @@
 #include <unistd.h>
 
 #include <openssl/evp.h>
+#include <openssl/sha.h>
 
+#include "kmpkg/archive.h"
 #include "kmpkg/buf.h"
+#include "kmpkg/diag.h"
 #include "kmpkg/error.h"
+#include "kmpkg/manifest.h"
 #include "kmpkg/source.h"
 
 static char dir[64];   /* temp dir: <dir>/repo (fixture), <dir>/root (kmpkg root) */
@@ -899,4 +903,61 @@ Test(source, https_token_comes_from_the_named_variable)
 	/* ... and was stored nowhere in the bare repository */
 	cr_assert_neq(sh("grep -rq s3cret '%s/kmpkg/sources/demo.git'", root), 0);
 	unsetenv("KMPKG_TEST_TOKEN");
+}
+
+/* The fixture's index files are valid manifests for the engine, and each
+ * artifact kept in the repository has the digest and size the index says. */
+Test(source, fixture_index_matches_its_artifacts)
+{
+	struct kmpkg_source *src = open_src();
+	struct kmpkg_source_update_result r;
+	struct kmpkg_source_index idx;
+
+	make_fixture("");
+	cr_assert_eq(update(&r, src, url, NULL), 0);
+	cr_assert_eq(kmpkg_source_index_list(&idx, src, r.commit), 0);
+	cr_assert_eq(idx.n, 4);
+	for (size_t i = 0; i < idx.n; i++) {
+		struct kmpkg_buf y = KMPKG_BUF_INIT, art = KMPKG_BUF_INIT;
+		struct kmpkg_diags diags = KMPKG_DIAGS_INIT;
+		struct kmpkg_manifest *m = NULL;
+		unsigned char md[32];
+		char hex[65];
+
+		cr_assert_eq(kmpkg_source_read_blob_id(&y, src, idx.entries[i].blob, KMPKG_MANIFEST_MAX_BYTES), 0);
+		cr_assert_eq(kmpkg_manifest_load_buf(&m, idx.entries[i].path, y.ptr, y.len, &diags), 0, "%s: %s",
+			     idx.entries[i].path, diags.n ? diags.v[0].message : "");
+		cr_assert_str_eq(m->name, idx.entries[i].name);
+		cr_assert_str_eq(m->version, idx.entries[i].version);
+		cr_assert(m->has_artifact);
+		cr_assert_eq(kmpkg_source_read_blob(&art, src, r.commit, m->artifact.url, m->artifact.size), 0, "%s",
+			     kmpkg_error_last()->message);
+		cr_assert_eq(art.len, m->artifact.size);
+		cr_assert_not_null(SHA256((const unsigned char *)art.ptr, art.len, md));
+		for (int j = 0; j < 32; j++)
+			snprintf(hex + 2 * j, 3, "%02x", md[j]);
+		cr_assert_str_eq(hex, m->artifact.sha256);
+		{
+			/* the package extracts under kmpkg's own safety rules */
+			struct kmpkg_filelist *fl = NULL;
+			char file[PATH_MAX], dest[PATH_MAX];
+			FILE *f;
+
+			snprintf(file, sizeof(file), "%s/pkg-%zu.kmpkg", dir, i);
+			snprintf(dest, sizeof(dest), "%s/x-%zu", dir, i);
+			f = fopen(file, "wb");
+			cr_assert_not_null(f);
+			cr_assert_eq(fwrite(art.ptr, 1, art.len, f), art.len);
+			cr_assert_eq(fclose(f), 0);
+			cr_assert_eq(kmpkg_archive_extract(&fl, file, dest, NULL), 0, "%s", kmpkg_error_last()->message);
+			kmpkg_filelist_free(fl);
+		}
+		kmpkg_manifest_free(m);
+		kmpkg_diags_release(&diags);
+		kmpkg_buf_release(&y);
+		kmpkg_buf_release(&art);
+	}
+	kmpkg_source_index_release(&idx);
+	kmpkg_source_update_result_release(&r);
+	kmpkg_source_close(src);
 }
