@@ -45,7 +45,6 @@ KMPKG_CMD_DECL(key);
 KMPKG_CMD_DECL(gc);
 KMPKG_CMD_DECL(pack);
 KMPKG_CMD_DECL(semver);
-KMPKG_CMD_DECL(version);
 
 /* Prints a JSON document on stdout (compact, one line) and takes it over. */
 void kmpkg_cli_print_json(json_t *doc);

@@ -4,6 +4,6 @@
 #include "cli.h"
 
 const struct kmpkg_cmd kmpkg_commands[] = {
-	{ "version", "print kmpkg's version", kmpkg_cmd_version },
+	{ "preflight", "check manifests against a host profile (CI gate)", kmpkg_cmd_preflight },
 	{ NULL, NULL, NULL },
 };

@@ -90,4 +90,9 @@ bool kmpkg_posmap_find(const struct kmpkg_posmap *p, const char *pointer, int *l
 /* Plugin names: [a-z0-9][a-z0-9-]{0,62}. */
 bool kmpkg_manifest_name_valid(const char *name);
 
+/* Frees the strings of a list and empties it. */
+void kmpkg_strlist_release(struct kmpkg_strlist *l);
+/* True when the list holds s. */
+bool kmpkg_strlist_contains(const struct kmpkg_strlist *l, const char *s);
+
 #endif
