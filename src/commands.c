@@ -5,5 +5,7 @@
 
 const struct kmpkg_cmd kmpkg_commands[] = {
 	{ "preflight", "check manifests against a host profile (CI gate)", kmpkg_cmd_preflight },
+	{ "key", "manage trusted signing keys", kmpkg_cmd_key },
+	{ "pack", "build a reproducible .kmpkg from a plugin directory", kmpkg_cmd_pack },
 	{ NULL, NULL, NULL },
 };

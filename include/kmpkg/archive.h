@@ -7,6 +7,7 @@
 #ifndef KMPKG_ARCHIVE_H
 #define KMPKG_ARCHIVE_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -49,5 +50,29 @@ int kmpkg_archive_extract(struct kmpkg_filelist **out, const char *archive, cons
 int kmpkg_archive_read_manifest(char **out, size_t *len, const char *archive);
 
 void kmpkg_filelist_free(struct kmpkg_filelist *l);
+
+/* Shared with `kmpkg pack`, which refuses what extraction would refuse. */
+
+/* Hard bounds that the limits struct cannot raise. */
+#define KMPKG_ARCHIVE_MAX_COMPONENT 255
+#define KMPKG_ARCHIVE_MAX_DEPTH 128
+#define KMPKG_ARCHIVE_MAX_MANIFEST (64 * 1024)
+
+/* Normalises an entry name: strips "./" and empty components, refuses
+ * absolute paths, "..", backslashes, control characters, components over 255
+ * bytes, more than KMPKG_ARCHIVE_MAX_DEPTH levels and paths over max_path
+ * bytes. *out is "" for the archive root ("./"); *is_dir tells whether the
+ * name ended in '/'. Errors: KMPKG_EVERIFY (E_ARCHIVE_UNSAFE_PATH,
+ * E_ARCHIVE_LIMIT). */
+int kmpkg_archive_normalise_path(char **out, bool *is_dir, const char *raw, size_t max_path);
+
+/* Refuses (KMPKG_EVERIFY, E_ARCHIVE_LINK_ESCAPE) a symlink at `path` whose
+ * target is absolute, empty, or climbs above the package root when resolved
+ * lexically from the symlink's own directory. */
+int kmpkg_archive_check_symlink(const char *path, const char *target);
+
+/* Sorts l by path and refuses symlinks that escape the package root when
+ * the other symlinks of the package are followed (a -> b/.. with b -> ..). */
+int kmpkg_filelist_check_links(struct kmpkg_filelist *l);
 
 #endif
