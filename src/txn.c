@@ -97,6 +97,7 @@
 #include "kmpkg/lock.h"
 #include "kmpkg/manifest.h"
 #include "kmpkg/semver.h"
+#include "kmpkg/sig.h"
 #include "kmpkg/state.h"
 #include "kmpkg/txn.h"
 #include "kmpkg/uuid.h"
@@ -1053,6 +1054,7 @@ static int verify_one(struct engine *e, struct change *c, bool update)
 	struct kmpkg_extract_limits lim;
 	struct kmpkg_filelist *fl = NULL;
 	struct kmpkg_manifest *m = NULL;
+	struct kmpkg_sig_result sr;
 	char sha[65], *stage = NULL, *dest = NULL;
 	const char *slash = strrchr(c->path, '/');
 	int fd = -1, err;
@@ -1069,6 +1071,10 @@ static int verify_one(struct engine *e, struct change *c, bool update)
 		goto cleanup;
 	if ((err = classify(e, c, m, update)) != 0 || c->noop)
 		goto cleanup;
+	/* The signature sits beside the package the operator named. */
+	if ((err = kmpkg_sig_check(e->p.root, c->path, e->o->signature, m->name, m->version, c->sha256,
+				   e->o->allow_unsigned, &sr)) != 0)
+		goto cleanup;
 
 	if ((err = kmpkg_fsutil_mkdir_p(e->staging, 0755)) != 0)
 		goto cleanup;
@@ -1082,6 +1088,8 @@ static int verify_one(struct engine *e, struct change *c, bool update)
 	if ((err = check_health_command(m, stage)) != 0)
 		goto cleanup;
 	c->rec = store_record(e, c, m, fl);
+	json_object_set_new(c->rec, "signature", json_pack("{s:s, s:b, s:s, s:s}", "status", sr.status, "verified",
+							    sr.verified, "kind", sr.kind, "key_id", sr.key_id));
 
 	dest = kmpkg_fsutil_join(e->p.store, c->entry);
 	if (kmpkg_fsutil_is_dir(dest)) {
