@@ -30,7 +30,7 @@ int kmpkg_cmdutil_parse(struct kmpkg_cmdopts *out, struct kmpkg_cli *cli, const 
 	out->txn.wait_secs = cli->wait_secs;
 	out->keep = -1;
 	opterr = 0;
-	while ((c = getopt_long(argc, argv, "+nfh", longopts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "nfh", longopts, NULL)) != -1) {
 		switch (c) {
 		case 'n':
 			out->txn.dry_run = true;
