@@ -21,6 +21,7 @@
 #include "kmpkg/archive.h"
 #include "kmpkg/buf.h"
 #include "kmpkg/error.h"
+#include "kmpkg/manifest.h"
 #include "kmpkg/pack.h"
 
 #define NEXT_TREE "remove or replace it in the plugin directory, then pack again"
@@ -33,74 +34,26 @@ void kmpkg_pack_result_release(struct kmpkg_pack_result *r)
 	r->file = r->name = r->version = NULL;
 }
 
-/* The value of a top-level "key:" line, unquoted, without a trailing comment. */
-static char *top_level_value(const char *text, const char *key)
+static const struct kmpkg_diag *first_error(const struct kmpkg_diags *d)
 {
-	size_t klen = strlen(key);
-	const char *line = text;
+	size_t i;
 
-	while (line && *line) {
-		const char *end = strchr(line, '\n');
-		size_t n = end ? (size_t)(end - line) : strlen(line);
-
-		if (n > klen && strncmp(line, key, klen) == 0 && line[klen] == ':') {
-			const char *v = line + klen + 1, *e = line + n;
-			const char *hash;
-
-			while (v < e && (*v == ' ' || *v == '\t'))
-				v++;
-			for (hash = v; hash < e; hash++)
-				if (*hash == '#' && hash > v && (hash[-1] == ' ' || hash[-1] == '\t')) {
-					e = hash;
-					break;
-				}
-			while (e > v && (e[-1] == ' ' || e[-1] == '\t' || e[-1] == '\r'))
-				e--;
-			if (e - v >= 2 && (*v == '"' || *v == '\'') && e[-1] == *v) {
-				v++;
-				e--;
-			}
-			return strndup(v, (size_t)(e - v));
-		}
-		line = end ? end + 1 : NULL;
-	}
+	for (i = 0; i < d->n; i++)
+		if (d->v[i].severity == KMPKG_SEV_ERROR)
+			return &d->v[i];
 	return NULL;
 }
 
-static bool valid_name(const char *s)
-{
-	size_t i;
-
-	if (!s[0] || strlen(s) > 63 || !(islower((unsigned char)s[0]) || isdigit((unsigned char)s[0])))
-		return false;
-	for (i = 0; s[i]; i++)
-		if (!(islower((unsigned char)s[i]) || isdigit((unsigned char)s[i]) || s[i] == '-'))
-			return false;
-	return true;
-}
-
-static bool plausible_version(const char *s)
-{
-	size_t i;
-
-	if (!isdigit((unsigned char)s[0]) || strlen(s) > 128)
-		return false;
-	for (i = 0; s[i]; i++)
-		if (!(isalnum((unsigned char)s[i]) || s[i] == '.' || s[i] == '-' || s[i] == '+'))
-			return false;
-	return true;
-}
-
 /*
- * Stand-in until the manifest loader (include/kmpkg/manifest.h) is wired in:
- * DIR/kmpkg.yaml must be a regular file of at most 64 KiB with top-level
- * `name:` and `version:` lines. Replace the body with the real loader and keep
- * the contract: *name and *version are the caller's.
+ * DIR/kmpkg.yaml must be a regular file of at most 64 KiB that the manifest
+ * loader accepts without an error finding; *name and *version are the caller's.
  */
 static int pack_validate_manifest(char **name, char **version, int dirfd, const char *dir)
 {
 	struct stat st;
 	char *text = NULL;
+	struct kmpkg_manifest *m = NULL;
+	struct kmpkg_diags diags = KMPKG_DIAGS_INIT;
 	ssize_t got;
 	int fd = -1, rc = 0;
 
@@ -128,20 +81,20 @@ static int pack_validate_manifest(char **name, char **version, int dirfd, const 
 		goto cleanup;
 	}
 	text[got] = '\0';
-	*name = top_level_value(text, "name");
-	*version = top_level_value(text, "version");
-	if (!*name || !valid_name(*name)) {
-		rc = kmpkg_error_set(KMPKG_EVERIFY, "E_MANIFEST_SCHEMA", "/name",
-				     "set name: to [a-z0-9][a-z0-9-]{0,62} in kmpkg.yaml",
-				     "%s/kmpkg.yaml: missing or invalid name", dir);
+	if ((rc = kmpkg_manifest_load_buf(&m, "kmpkg.yaml", text, (size_t)got, &diags)) != 0) {
+		const struct kmpkg_diag *d = first_error(&diags);
+
+		if (rc == KMPKG_EUSAGE && d)
+			rc = kmpkg_error_set(KMPKG_EVERIFY, "E_MANIFEST_SCHEMA", d->field,
+					     d->next_step ? d->next_step : "fix kmpkg.yaml (see kmpkg-manifest(5))",
+					     "%s/kmpkg.yaml:%d:%d: %s [%s]", dir, d->line, d->column, d->message,
+					     d->code);
 		goto cleanup;
 	}
-	if (!*version || !plausible_version(*version)) {
-		rc = kmpkg_error_set(KMPKG_EVERIFY, "E_MANIFEST_SCHEMA", "/version",
-				     "set version: to a SemVer 2.0.0 version in kmpkg.yaml",
-				     "%s/kmpkg.yaml: missing or invalid version", dir);
-		goto cleanup;
-	}
+	*name = strdup(m->name);
+	*version = strdup(m->version);
+	if (!*name || !*version)
+		rc = kmpkg_error_errno(ENOMEM, "pack", dir);
 cleanup:
 	if (rc) {
 		free(*name);
@@ -151,6 +104,8 @@ cleanup:
 	if (fd >= 0)
 		close(fd);
 	free(text);
+	kmpkg_manifest_free(m);
+	kmpkg_diags_release(&diags);
 	return rc;
 }
 

@@ -10,6 +10,11 @@
 #include "kmpkg/diag.h"
 #include "kmpkg/error.h"
 #include "kmpkg/manifest.h"
+
+/* A bound that catches hangs and quadratic blow-ups under ASan on a loaded
+ * 2-core machine; the real figure (well under 100 ms, about 1 ms in a release
+ * build) is measured by scripts/bench, not asserted here. */
+#define HOSTILE_BOUND_MS 1000.0
 #include "yamltree.h"
 
 #define HEAD "apiVersion: kmpkg/v1\nname: hello\nversion: 1.0.0\n"
@@ -51,7 +56,7 @@ static void expect_one(const char *what, const char *data, size_t len, const cha
 	cr_assert_str_eq(d.v[0].field, field, "%s: field %s", what, d.v[0].field);
 	cr_assert_str_eq(d.v[0].file, "x.yaml", "%s", what);
 	cr_assert(d.v[0].message[0] != '\0', "%s", what);
-	cr_assert_lt(dt, 100.0, "%s took %.1f ms", what, dt);
+	cr_assert_lt(dt, HOSTILE_BOUND_MS, "%s took %.1f ms", what, dt);
 	kmpkg_diags_release(&d);
 }
 
@@ -261,7 +266,7 @@ Test(manifest, deep_block_nesting_40k_in_the_reader)
 	cr_assert_eq(d.n, 1);
 	cr_assert_str_eq(d.v[0].code, "YAML_TOO_DEEP");
 	cr_assert_eq(d.v[0].column, 65);
-	cr_assert_lt(dt, 100.0, "took %.1f ms", dt);
+	cr_assert_lt(dt, HOSTILE_BOUND_MS, "took %.1f ms", dt);
 	kmpkg_diags_release(&d);
 	free(blk);
 }
@@ -292,7 +297,7 @@ Test(manifest, billion_laughs_and_anchors_and_aliases)
 	double t0 = now_ms();
 
 	cr_assert_eq(kmpkg_manifest_load_file(&m, path, &d), KMPKG_EUSAGE);
-	cr_assert_lt(now_ms() - t0, 100.0);
+	cr_assert_lt(now_ms() - t0, HOSTILE_BOUND_MS);
 	cr_assert_eq(d.n, 1);
 	cr_assert_str_eq(d.v[0].code, "YAML_ALIAS");
 	cr_assert_eq(d.v[0].line, 4);
@@ -378,7 +383,7 @@ Test(manifest, too_large_buffer_and_file)
 	fclose(f);
 	t0 = now_ms();
 	cr_assert_eq(kmpkg_manifest_load_file(&m, path, &d), KMPKG_EUSAGE);
-	cr_assert_lt(now_ms() - t0, 100.0);
+	cr_assert_lt(now_ms() - t0, HOSTILE_BOUND_MS);
 	cr_assert_eq(d.n, 1);
 	cr_assert_str_eq(d.v[0].code, "MANIFEST_TOO_LARGE");
 	cr_assert_str_eq(d.v[0].file, path);

@@ -248,14 +248,14 @@ Test(pack, refuses_missing_manifest)
 
 Test(pack, refuses_manifest_without_version)
 {
-	put("tree/kmpkg.yaml", "name: foo\n  version: 1.0.0\n", 0644);
+	put("tree/kmpkg.yaml", "apiVersion: kmpkg/v1\nname: foo\n", 0644);
 	pack_refused("E_MANIFEST_SCHEMA");
 	cr_assert_str_eq(kmpkg_error_last()->field, "/version");
 }
 
 Test(pack, refuses_bad_name)
 {
-	put("tree/kmpkg.yaml", "name: ../Foo\nversion: 1.0.0\n", 0644);
+	put("tree/kmpkg.yaml", "apiVersion: kmpkg/v1\nname: ../Foo\nversion: 1.0.0\n", 0644);
 	pack_refused("E_MANIFEST_SCHEMA");
 	cr_assert_str_eq(kmpkg_error_last()->field, "/name");
 }
