@@ -518,3 +518,51 @@ Test(engine, fsync_eio_fails_the_step_and_changes_nothing)
 	free(p);
 	free(q);
 }
+
+/* A real full disk (a 1 MiB tmpfs in a user+mount namespace) and then a
+ * read-only root: exit 10, the previous generation active, no staging. */
+Test(engine, disk_full_and_read_only_root)
+{
+	char *small = fx_pkg(W, "foo", "1.0.0", TOOL_OK, NULL), script[4096], *log = fx_path(W, "log"), buf[4096] = "";
+	char *big = fx_path(W, "big.kmpkg");
+	const char *bin = getenv("KMPKG_BIN");
+	FILE *f;
+	int rc;
+
+	snprintf(script, sizeof(script),
+		 "set -u; d='%s'; mkdir -p \"$d/big/bin\" \"$d/dfroot\" && cp \"$d/src-foo-1.0.0/kmpkg.yaml\" \"$d/big/\" && "
+		 "sed -i 's/1.0.0/3.0.0/' \"$d/big/kmpkg.yaml\" && cp \"$d/src-foo-1.0.0/bin/tool\" \"$d/big/bin/\" && "
+		 "head -c 2000000 /dev/urandom > \"$d/big/blob\" && tar czf '%s' -C \"$d/big\" . || exit 89; "
+		 "unshare -rm sh -c '"
+		 "r=%s/dfroot; mount -t tmpfs -o size=1m tmpfs $r || exit 90; "
+		 "%s --root $r install %s >/dev/null 2>&1 || exit 91; "
+		 "%s --root $r install %s 2>%s/err1; echo full=$?; "
+		 "echo link=$(readlink $r/plugins); echo tmp=$(ls -A $r/kmpkg/tmp | wc -l); "
+		 "echo cache=$(ls -A $r/kmpkg/cache | wc -l); "
+		 "mount -o remount,ro $r; %s --root $r remove foo 2>%s/err2; echo ro=$?; "
+		 "%s --root $r list; echo list=$?' > '%s' 2>&1",
+		 W, big, W, bin, small, bin, big, W, bin, W, bin, log);
+	rc = system(script);
+	if (WIFEXITED(rc) && WEXITSTATUS(rc) == 90)
+		cr_skip_test("cannot mount a tmpfs in a user namespace here");
+	f = fopen(log, "r");
+	cr_assert_not_null(f);
+	cr_assert_gt(fread(buf, 1, sizeof(buf) - 1, f), 0);
+	fclose(f);
+	cr_assert(strstr(buf, "full=10\n"), "%s", buf);
+	cr_assert(strstr(buf, "link=kmpkg/generations/1\n"), "%s", buf);
+	cr_assert(strstr(buf, "tmp=0\n"), "%s", buf);
+	cr_assert(strstr(buf, "cache=1\n"), "half-written archive in the cache: %s", buf);
+	cr_assert(strstr(buf, "ro=10\n"), "%s", buf);
+	cr_assert(strstr(buf, "foo") && strstr(buf, "list=0\n"), "%s", buf);
+	free(log);
+	log = fx_path(W, "err1");
+	f = fopen(log, "r");
+	cr_assert_not_null(f);
+	cr_assert_gt(fread(buf, 1, sizeof(buf) - 1, f), 0);
+	fclose(f);
+	cr_assert(strstr(buf, "E_DISK_FULL"), "%s", buf);
+	free(log);
+	free(small);
+	free(big);
+}
