@@ -137,7 +137,7 @@ static void fx_ok(int want, const char *root, const char *fault, ...)
 	fx_free(&r);
 }
 
-enum { TOOL_OK = 0, TOOL_FAIL = 1, TOOL_MISSING = -1, TOOL_NOEXEC = -2 };
+enum { TOOL_OK = 0, TOOL_FAIL = 1, TOOL_SLOW = 2, TOOL_MISSING = -1, TOOL_NOEXEC = -2 };
 
 /* Builds <dir>/<name>-<version>.kmpkg with kmpkg.yaml (plus extra_yaml) and
  * bin/tool as health check. Returns the malloc'd path. */
@@ -160,8 +160,8 @@ static char *fx_pkg(const char *dir, const char *name, const char *version, int 
 		snprintf(path, sizeof(path), "%s/bin/tool", src);
 		f = fopen(path, "w");
 		cr_assert_not_null(f);
-		fprintf(f, "#!/bin/sh\necho \"%s %s health output\"\necho \"to stderr\" >&2\nexit %d\n", name,
-			version, tool == TOOL_FAIL ? 1 : 0);
+		fprintf(f, "#!/bin/sh\necho \"%s %s health output\"\necho \"to stderr\" >&2\n%sexit %d\n", name,
+			version, tool == TOOL_SLOW ? "sleep 3\n" : "", tool == TOOL_FAIL ? 1 : 0);
 		fclose(f);
 		cr_assert_eq(chmod(path, tool == TOOL_NOEXEC ? 0644 : 0755), 0);
 	}

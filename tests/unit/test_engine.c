@@ -566,3 +566,47 @@ Test(engine, disk_full_and_read_only_root)
 	free(small);
 	free(big);
 }
+
+/* status while a transaction runs: what, which phase, which pid; readers
+ * do not wait and a second writer is refused. */
+Test(engine, status_shows_the_transaction_in_flight)
+{
+	char *p1 = fx_pkg(W, "foo", "1.2.0", TOOL_OK, NULL), *p2 = fx_pkg(W, "foo", "1.3.0", TOOL_SLOW, NULL);
+	const char *bin = getenv("KMPKG_BIN");
+	char want[64];
+	struct kres r = { 0, NULL, NULL };
+	pid_t pid;
+	int i, st;
+
+	fx_ok(0, R, NULL, "install", p1, NULL);
+	pid = fork();
+	if (pid == 0) {
+		int dn = open("/dev/null", O_WRONLY);
+
+		dup2(dn, 1);
+		dup2(dn, 2);
+		execl(bin, bin, "--root", R, "update", "--correlation-id", "slow-one", p2, (char *)NULL);
+		_exit(127);
+	}
+	for (i = 0; i < 100; i++) {
+		r = fx_run(R, NULL, "status", NULL);
+		if (strstr(r.out, "health-check"))
+			break;
+		fx_free(&r);
+		r.out = NULL;
+		usleep(50 * 1000);
+	}
+	cr_assert_not_null(r.out, "never saw the health-check phase");
+	snprintf(want, sizeof(want), "held by pid %d, transaction slow-one", (int)pid);
+	cr_assert(strstr(r.out, "updating foo 1.2.0 \u2192 1.3.0 \u2014 phase 5/5 health-check"), "%s", r.out);
+	cr_assert(strstr(r.out, want), "%s", r.out);
+	fx_free(&r);
+	fx_ok(8, R, NULL, "remove", "foo", NULL);
+	cr_assert_eq(waitpid(pid, &st, 0), pid);
+	cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+	r = fx_run(R, NULL, "status", NULL);
+	cr_assert(strstr(r.out, "committed"), "%s", r.out);
+	fx_free(&r);
+	free(p1);
+	free(p2);
+}
