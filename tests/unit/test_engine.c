@@ -610,3 +610,36 @@ Test(engine, status_shows_the_transaction_in_flight)
 	free(p1);
 	free(p2);
 }
+
+/* Signatures go through kmpkg_sig_check in verify (openssl EC key). */
+Test(engine, signatures_checked_in_verify)
+{
+	char *foo = fx_pkg(W, "foo", "1.0.0", TOOL_OK, NULL), *bar = fx_pkg(W, "bar", "1.0.0", TOOL_OK, NULL);
+	char *baz = fx_pkg(W, "baz", "1.0.0", TOOL_OK, NULL), cmd[2048], *pub = fx_path(W, "pub.pem");
+	char *wrong = fx_path(W, "wrong.sig");
+	json_t *rec;
+
+	snprintf(cmd, sizeof(cmd),
+		 "cd '%s' && openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out key.pem 2>/dev/null && "
+		 "openssl pkey -in key.pem -pubout -out pub.pem && "
+		 "openssl dgst -sha256 -sign key.pem -out '%s.sig' '%s' && "
+		 "openssl dgst -sha256 -sign key.pem -out wrong.sig '%s'",
+		 W, bar, bar, foo);
+	cr_assert_eq(system(cmd), 0);
+	fx_ok(0, R, NULL, "key", "add", pub, NULL);
+	fx_ok(4, R, NULL, "install", foo, NULL);
+	fx_check_invariants(R);
+	fx_ok(0, R, NULL, "install", "--allow-unsigned", foo, NULL);
+	fx_ok(0, R, NULL, "install", bar, NULL);
+	rec = fx_get(R, KMPKG_DB_INSTALLED, "bar");
+	cr_assert(json_is_true(json_object_get(json_object_get(rec, "signature"), "verified")));
+	json_decref(rec);
+	fx_ok(4, R, NULL, "install", "--signature", wrong, baz, NULL);
+	cr_assert_null(fx_get(R, KMPKG_DB_INSTALLED, "baz"));
+	fx_check_invariants(R);
+	free(foo);
+	free(bar);
+	free(baz);
+	free(pub);
+	free(wrong);
+}
