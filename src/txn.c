@@ -1537,16 +1537,18 @@ static int rollback_txn(struct engine *e, const char *reason, json_t *failed)
 	char *lt = NULL;
 	json_t *ev;
 	uint64_t t0 = mono_ms();
-	int err;
+	int err, start_err;
 
 	json_object_set_new(e->rec, "rolling_back", json_true());
 	if (failed)
 		json_object_set(e->rec, "failed", failed);
 	ev = json_pack("{s:s, s:s, s:o, s:s}", "phase", "rollback", "event", "start", "time", json_now(),
 		       "reason", reason);
-	if ((err = commit_with(e, ev, NULL, NULL)) != 0)
-		goto fail;
-	kmpkg_fault("rollback:start");
+	/* Even if this record cannot be written, swap back: recovery treats a
+	 * transaction whose generation was active as activated either way. */
+	start_err = commit_with(e, ev, NULL, NULL);
+	if (!start_err)
+		kmpkg_fault("rollback:start");
 	if ((err = kmpkg_state_begin(&t, e->st, false)) != 0)
 		goto fail;
 	err = kmpkg_state_meta_get(&a.k, t, "known_good", 0);
@@ -1559,6 +1561,8 @@ static int rollback_txn(struct engine *e, const char *reason, json_t *failed)
 			goto fail;
 	}
 	kmpkg_fault("rollback:after-swap");
+	if ((err = start_err) != 0)
+		goto fail;
 	json_object_set_new(e->rec, "state", json_string("cleanup"));
 	json_object_set_new(e->rec, "outcome", json_string("rolled-back"));
 	json_object_set_new(e->rec, "reason", json_string(reason));
@@ -1833,6 +1837,23 @@ static int activate_failed(struct engine *e, int failure)
 	return err_restore(&saved);
 }
 
+/* A commit failed after the swap (disk full, I/O): go back to the
+ * known-good generation now rather than leave the unchecked one active
+ * until the next command recovers it. Keeps the original error. */
+static int after_activation_failed(struct engine *e, int failure)
+{
+	struct kmpkg_error saved;
+	int err;
+
+	err_save(&saved);
+	json_object_set_new(e->rec, "state", json_string("running"));
+	json_object_del(e->rec, "outcome");
+	if ((err = rollback_txn(e, saved.message, NULL)) != 0)
+		return err;
+	(void)failure;
+	return err_restore(&saved);
+}
+
 static int run_from_deps(struct engine *e, int64_t to_gen, bool new_gen)
 {
 	json_t *results = NULL;
@@ -1865,17 +1886,18 @@ static int run_from_deps(struct engine *e, int64_t to_gen, bool new_gen)
 	e->active = to_gen;
 
 	if ((err = phase_begin(e, "health-check", NULL, NULL)) != 0)
-		return err;
+		return after_activation_failed(e, err);
 	err = run_checks(e, &results);
 	kmpkg_fault("health-check:after-run");
 	if (err == 0) {
-		if ((err = phase_end(e, "health-check", 0, json_incref(results), NULL, NULL)) != 0)
+		if ((err = phase_end(e, "health-check", 0, json_incref(results), NULL, NULL)) != 0 ||
+		    (err = finish(e, "committed", NULL, commit_extra, NULL)) != 0) {
+			err = after_activation_failed(e, err);
 			goto cleanup;
+		}
+		e->known_good = to_gen;
 		if (e->staging)
 			kmpkg_fsutil_rmtree(e->staging);
-		err = finish(e, "committed", NULL, commit_extra, NULL);
-		if (!err)
-			e->known_good = to_gen;
 		goto cleanup;
 	}
 	phase_end(e, "health-check", err, json_incref(results), NULL, NULL);
