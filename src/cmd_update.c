@@ -10,11 +10,19 @@ int kmpkg_cmd_update(struct kmpkg_cli *cli, int argc, char **argv)
 
 	err = kmpkg_cmdutil_parse(&o, cli, "update", KMPKG_OPT_SIGNATURE, argc, argv,
 				  "update [--dry-run] [--correlation-id ID] [--allow-unsigned] "
-				  "[--allow-permission PERM] [--signature FILE] PATH...");
+				  "[--allow-permission PERM] [--signature FILE] [PATH...]");
 	if (err)
 		return err > 0 ? 0 : err;
 	if (o.first_arg >= argc) {
-		err = kmpkg_cli_usage("update", "update needs at least one package (PATH of a .kmpkg)");
+		/* Updating every plugin resolves versions from sources, which this
+		 * engine does not read yet: with no source nothing can be newer. */
+		if (cli->json)
+			kmpkg_cli_print_json(json_pack("{s:s, s:s, s:[]}", "op", "update", "outcome", "nothing to do",
+						       "changes"));
+		else
+			kmpkg_cli_say(cli, "nothing to update: no source is configured (kmpkg source add); "
+					   "give a .kmpkg PATH to update from a file\n");
+		err = 0;
 	} else if (o.txn.signature && argc - o.first_arg > 1) {
 		err = kmpkg_cli_usage("update", "--signature applies to a single package");
 	} else {

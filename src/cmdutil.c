@@ -105,10 +105,12 @@ static const char *js(const json_t *o, const char *k)
 	return json_is_string(v) ? json_string_value(v) : NULL;
 }
 
-static const char *verb(const char *op)
+static const char *verb(const char *op, bool done)
 {
 	if (!op)
 		return "changing";
+	if (done)
+		return op;
 	if (strcmp(op, "install") == 0)
 		return "installing";
 	if (strcmp(op, "update") == 0)
@@ -147,7 +149,7 @@ char *kmpkg_cmdutil_describe(const json_t *rec)
 	const json_t *v;
 	size_t i;
 
-	kmpkg_buf_puts(&b, verb(js(rec, "op")));
+	kmpkg_buf_puts(&b, verb(js(rec, "op"), js(rec, "outcome") != NULL));
 	if (json_array_size(changes) > 0) {
 		describe_changes(&b, changes);
 	} else if (json_is_array(json_object_get(rec, "targets"))) {

@@ -36,7 +36,8 @@ void kmpkg_cmdutil_release(struct kmpkg_cmdopts *o);
 /* Prints a transaction summary (text or JSON) and takes it over. */
 void kmpkg_cmdutil_print_summary(const struct kmpkg_cli *cli, json_t *s);
 
-/* "installing foo 1.2.0", "updating foo 1.2.0 → 1.3.0, bar 2.0.0" from a txn record. */
+/* "updating foo 1.2.0 → 1.3.0, bar 2.0.0" from a record in flight, "update
+ * foo 1.2.0 → 1.3.0" from a finished one. */
 char *kmpkg_cmdutil_describe(const json_t *rec);
 
 /* Opens the state read-only after finishing interrupted work if nobody holds

@@ -469,7 +469,7 @@ Test(engine, history_status_info_show)
 	fx_free(&r);
 	r = fx_run(R, NULL, "status", NULL);
 	cr_assert_eq(r.status, 0);
-	cr_assert(strstr(r.out, "updating foo 1.0.0 \u2192 1.1.0") && strstr(r.out, "rolled-back"), "%s", r.out);
+	cr_assert(strstr(r.out, "update foo 1.0.0 \u2192 1.1.0") && strstr(r.out, "rolled-back"), "%s", r.out);
 	fx_free(&r);
 	fx_ok(2, R, NULL, "show", "aaa", NULL); /* ambiguous */
 	r = fx_run(R, NULL, "show", "aaa-2", NULL);
