@@ -131,6 +131,7 @@ struct change {
 	char *from_entry;
 	json_t *rec;         /* the new store record (owned), NULL when removed */
 	bool noop;           /* same entry as installed: nothing to do */
+	const struct kmpkg_txn_target *target; /* expectations and constraint, or NULL */
 };
 
 struct paths {
@@ -846,6 +847,12 @@ static int download_one(struct engine *e, struct change *c)
 		goto cleanup;
 	if ((err = hash_copy(c->sha256, fd, wfd, c->path, tmp)) != 0)
 		goto cleanup;
+	if (c->target && c->target->expect_sha256 && strcmp(c->target->expect_sha256, c->sha256) != 0) {
+		err = kmpkg_error_set(KMPKG_EVERIFY, "E_DIGEST_MISMATCH", "/artifact/sha256",
+				      "the artifact changed or is corrupt; refresh the source and retry",
+				      "%s has sha256 %s, expected %s", c->path, c->sha256, c->target->expect_sha256);
+		goto cleanup;
+	}
 	c->cache = kmpkg_fsutil_join(e->p.cache, c->sha256);
 	if (kmpkg_fsutil_exists(c->cache)) {
 		close(wfd);
@@ -1050,6 +1057,20 @@ cleanup:
 	return err;
 }
 
+static int check_expected(const struct change *c, const struct kmpkg_manifest *m)
+{
+	const struct kmpkg_txn_target *t = c->target;
+
+	if (t && t->expect_name && strcmp(t->expect_name, m->name) != 0)
+		return kmpkg_error_set(KMPKG_EVERIFY, "E_MANIFEST_MISMATCH", "/name", NULL,
+				       "%s contains %s, not %s", c->path, m->name, t->expect_name);
+	if (t && t->expect_version && strcmp(t->expect_version, m->version) != 0)
+		return kmpkg_error_set(KMPKG_EVERIFY, "E_MANIFEST_MISMATCH", "/version", NULL,
+				       "%s contains %s %s, not version %s", c->path, m->name, m->version,
+				       t->expect_version);
+	return 0;
+}
+
 static int verify_one(struct engine *e, struct change *c, bool update)
 {
 	struct kmpkg_extract_limits lim;
@@ -1069,6 +1090,8 @@ static int verify_one(struct engine *e, struct change *c, bool update)
 		goto cleanup;
 	}
 	if ((err = load_manifest(&m, c->cache, slash ? slash + 1 : c->path)) != 0)
+		goto cleanup;
+	if ((err = check_expected(c, m)) != 0)
 		goto cleanup;
 	if ((err = classify(e, c, m, update)) != 0 || c->noop)
 		goto cleanup;
@@ -1219,6 +1242,29 @@ static int activate_begin_extra(struct engine *e, struct kmpkg_state_txn *t, voi
 	return 0;
 }
 
+/* install NAME@RANGE remembers RANGE; a later install NAME@OTHER replaces it. */
+static int apply_constraints(struct engine *e, struct kmpkg_state_txn *t, void *arg)
+{
+	json_t *rec = NULL;
+	size_t i;
+	int err = 0;
+
+	(void)arg;
+	for (i = 0; i < e->nch && !err; i++) {
+		const struct change *c = &e->ch[i];
+
+		if (!c->target || !c->target->constraint || !c->entry)
+			continue;
+		if ((err = kmpkg_state_gets(&rec, t, KMPKG_DB_INSTALLED, c->name)) != 0)
+			return err;
+		json_object_set_new(rec, "constraint", json_string(c->target->constraint));
+		err = kmpkg_state_puts(t, KMPKG_DB_INSTALLED, c->name, rec);
+		json_decref(rec);
+		rec = NULL;
+	}
+	return err;
+}
+
 static int activate_end_extra(struct engine *e, struct kmpkg_state_txn *t, void *arg)
 {
 	json_t *g;
@@ -1235,7 +1281,9 @@ static int activate_end_extra(struct engine *e, struct kmpkg_state_txn *t, void 
 		if (err)
 			return err;
 	}
-	return write_installed(t, e->next);
+	if ((err = write_installed(t, e->next)) != 0)
+		return err;
+	return apply_constraints(e, t, NULL);
 }
 
 /* Builds generation to_gen (when new) under tmp and renames it into place,
@@ -1870,7 +1918,7 @@ static int run_from_deps(struct engine *e, int64_t to_gen, bool new_gen)
 	if (real_changes(e) == 0 && (new_gen || to_gen == e->active)) {
 		if (e->staging)
 			kmpkg_fsutil_rmtree(e->staging);
-		return finish(e, "committed", "nothing to do", NULL, NULL);
+		return finish(e, "committed", "nothing to do", apply_constraints, NULL);
 	}
 
 	e->to_gen = to_gen;
@@ -1943,7 +1991,7 @@ static int plan_packages(struct engine *e, bool update)
 		fd = -1;
 		if ((err = load_manifest(&m, c->path, slash ? slash + 1 : c->path)) != 0)
 			goto cleanup;
-		if ((err = classify(e, c, m, update)) != 0)
+		if ((err = check_expected(c, m)) != 0 || (err = classify(e, c, m, update)) != 0)
 			goto cleanup;
 		c->rec = store_record(e, c, m, NULL);
 		kmpkg_manifest_free(m);
@@ -1959,7 +2007,8 @@ cleanup:
 	return err;
 }
 
-static int op_packages(json_t **out, const struct kmpkg_txn_opts *o, char *const *paths, size_t n, bool update)
+int kmpkg_txn_install_targets(json_t **out, const struct kmpkg_txn_opts *o, const struct kmpkg_txn_target *tg,
+			      size_t n, bool update)
 {
 	struct engine e;
 	json_t *targets = NULL;
@@ -1968,20 +2017,15 @@ static int op_packages(json_t **out, const struct kmpkg_txn_opts *o, char *const
 
 	*out = NULL;
 	engine_init(&e, o, update ? "update" : "install");
-	for (i = 0; i < n; i++) {
-		if (!looks_like_path(paths[i])) {
-			err = kmpkg_error_set(KMPKG_ENOTFOUND, "E_NEEDS_SOURCE", NULL,
-					      "add a source with 'kmpkg source add NAME URL', or give a .kmpkg file",
-					      "%s '%s': installing by name needs a source (kmpkg source add)",
-					      e.op, paths[i]);
-			goto cleanup;
-		}
-	}
 	err = o->dry_run ? engine_open_readonly(&e) : engine_open(&e);
 	if (err)
 		goto cleanup;
-	for (i = 0; i < n; i++)
-		add_change(&e)->path = xstrdup(paths[i]);
+	for (i = 0; i < n; i++) {
+		struct change *c = add_change(&e);
+
+		c->path = xstrdup(tg[i].path);
+		c->target = &tg[i];
+	}
 	if (o->dry_run) {
 		if ((err = plan_packages(&e, update)) == 0)
 			*out = plan_json(&e);
@@ -1989,7 +2033,10 @@ static int op_packages(json_t **out, const struct kmpkg_txn_opts *o, char *const
 	}
 	targets = json_array();
 	for (i = 0; i < n; i++)
-		json_array_append_new(targets, json_string(paths[i]));
+		json_array_append_new(targets, tg[i].expect_name ? json_sprintf("%s%s%s", tg[i].expect_name,
+										tg[i].constraint ? "@" : "",
+										tg[i].constraint ? tg[i].constraint : "")
+								 : json_string(tg[i].path));
 	if ((err = txn_start(&e, targets)) != 0)
 		goto cleanup;
 
@@ -2023,14 +2070,39 @@ cleanup:
 	return err;
 }
 
+static int op_paths(json_t **out, const struct kmpkg_txn_opts *o, char *const *paths, size_t n, bool update)
+{
+	struct kmpkg_txn_target *tg;
+	size_t i;
+	int err;
+
+	*out = NULL;
+	for (i = 0; i < n; i++) {
+		if (!looks_like_path(paths[i]))
+			return kmpkg_error_set(KMPKG_ENOTFOUND, "E_NEEDS_SOURCE", NULL,
+					       "add a source with 'kmpkg source add NAME URL', or give a .kmpkg file",
+					       "%s '%s': %s by name needs a source (kmpkg source add)",
+					       update ? "update" : "install", paths[i],
+					       update ? "updating" : "installing");
+	}
+	tg = calloc(n ? n : 1, sizeof(*tg));
+	if (!tg)
+		abort();
+	for (i = 0; i < n; i++)
+		tg[i].path = paths[i];
+	err = kmpkg_txn_install_targets(out, o, tg, n, update);
+	free(tg);
+	return err;
+}
+
 int kmpkg_txn_install(json_t **out, const struct kmpkg_txn_opts *o, char *const *paths, size_t n)
 {
-	return op_packages(out, o, paths, n, false);
+	return op_paths(out, o, paths, n, false);
 }
 
 int kmpkg_txn_update(json_t **out, const struct kmpkg_txn_opts *o, char *const *paths, size_t n)
 {
-	return op_packages(out, o, paths, n, true);
+	return op_paths(out, o, paths, n, true);
 }
 
 /* A change that moves `name` from the active set to `entry` (NULL: removed). */

@@ -33,6 +33,19 @@ struct kmpkg_txn_opts {
 extern const char *const kmpkg_txn_phases[5];
 int kmpkg_txn_phase_index(const char *phase); /* 1..5, 0 if not a phase */
 
+/* One package to install or update, for callers that resolved it (from a
+ * source index): the file and what it must turn out to be. */
+struct kmpkg_txn_target {
+	const char *path;           /* the .kmpkg file (local, or fetched into a temp file) */
+	const char *expect_name;    /* NULL: whatever the manifest says; else mismatch => exit 4 */
+	const char *expect_version; /* NULL, or must equal the manifest's version */
+	const char *expect_sha256;  /* NULL, or must equal the archive's digest (E_DIGEST_MISMATCH) */
+	const char *constraint;     /* NULL, or the range remembered for the plugin (install NAME@RANGE) */
+};
+
+int kmpkg_txn_install_targets(json_t **out, const struct kmpkg_txn_opts *o, const struct kmpkg_txn_target *t,
+			      size_t n, bool update);
+
 /* paths: local .kmpkg files. install replaces any installed version; update
  * requires the plugin to be installed at an older version. */
 int kmpkg_txn_install(json_t **out, const struct kmpkg_txn_opts *o, char *const *paths, size_t n);

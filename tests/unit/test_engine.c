@@ -2,6 +2,7 @@
  * rollback, gc, dry-run, lock and bad input through the sanitized kmpkg. */
 #include "kmfix.h"
 #include "kmpkg/lock.h"
+#include "kmpkg/txn.h"
 
 static char *W, *R; /* work dir with packages, root */
 
@@ -642,4 +643,48 @@ Test(engine, signatures_checked_in_verify)
 	free(baz);
 	free(pub);
 	free(wrong);
+}
+
+/* The API a source resolver uses: expectations and remembered constraints. */
+Test(engine, targets_api_checks_expectations_and_keeps_constraints)
+{
+	char *p = fx_pkg(W, "foo", "1.0.0", TOOL_OK, NULL);
+	struct kmpkg_txn_opts o = { 0 };
+	struct kmpkg_txn_target t = { 0 };
+	json_t *out = NULL, *rec;
+
+	o.root = R;
+	t.path = p;
+	t.expect_sha256 = "0000000000000000000000000000000000000000000000000000000000000000";
+	cr_assert_eq(kmpkg_txn_install_targets(&out, &o, &t, 1, false), KMPKG_EVERIFY);
+	cr_assert_str_eq(kmpkg_error_last()->code, "E_DIGEST_MISMATCH");
+	json_decref(out);
+	t.expect_sha256 = NULL;
+	t.expect_name = "bar";
+	cr_assert_eq(kmpkg_txn_install_targets(&out, &o, &t, 1, false), KMPKG_EVERIFY);
+	cr_assert_str_eq(kmpkg_error_last()->code, "E_MANIFEST_MISMATCH");
+	cr_assert_str_eq(kmpkg_error_last()->field, "/name");
+	json_decref(out);
+	t.expect_name = "foo";
+	t.expect_version = "1.0.1";
+	cr_assert_eq(kmpkg_txn_install_targets(&out, &o, &t, 1, false), KMPKG_EVERIFY);
+	cr_assert_str_eq(kmpkg_error_last()->field, "/version");
+	json_decref(out);
+	fx_check_invariants(R);
+	t.expect_version = "1.0.0";
+	t.constraint = "^1.0.0";
+	cr_assert_eq(kmpkg_txn_install_targets(&out, &o, &t, 1, false), 0);
+	json_decref(out);
+	rec = fx_get(R, KMPKG_DB_INSTALLED, "foo");
+	cr_assert_str_eq(json_string_value(json_object_get(rec, "constraint")), "^1.0.0");
+	json_decref(rec);
+	t.constraint = "~1.0.0"; /* same package, new constraint: nothing to activate */
+	cr_assert_eq(kmpkg_txn_install_targets(&out, &o, &t, 1, false), 0);
+	json_decref(out);
+	rec = fx_get(R, KMPKG_DB_INSTALLED, "foo");
+	cr_assert_str_eq(json_string_value(json_object_get(rec, "constraint")), "~1.0.0");
+	json_decref(rec);
+	cr_assert_eq(fx_meta(R, "active"), 1);
+	fx_check_invariants(R);
+	free(p);
 }
