@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "kmpkg/buf.h"
+#include "kmpkg/semver.h"
 #include "schema.h"
 
 static char *pointer_of(kmpkg_ynode *n)
@@ -215,85 +216,22 @@ void kmpkg_schema_unknown(struct kmpkg_schema *s, kmpkg_ynode *map, const char *
 	}
 }
 
-/* A numeric identifier: "0" or no leading zero, at most 2^53-1 (node-semver's limit). */
-static bool numeric(const char *p, size_t n)
-{
-	unsigned long long v = 0;
-	size_t i;
-
-	if (n == 0 || (n > 1 && p[0] == '0') || n > 16)
-		return false;
-	for (i = 0; i < n; i++) {
-		if (p[i] < '0' || p[i] > '9')
-			return false;
-		v = v * 10 + (unsigned)(p[i] - '0');
-	}
-	return v <= 9007199254740991ULL;
-}
-
-static bool all_digits(const char *p, size_t n)
-{
-	size_t i;
-
-	for (i = 0; i < n; i++)
-		if (p[i] < '0' || p[i] > '9')
-			return false;
-	return true;
-}
-
-/* Dot-separated non-empty [0-9A-Za-z-]+ identifiers up to a stop char or end;
- * numeric ones checked when strict. Advances *pp. */
-static bool idents(const char **pp, bool strict_numeric)
-{
-	static const char ok[] = "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ-";
-	const char *p = *pp;
-
-	for (;;) {
-		size_t n = strspn(p, ok);
-
-		if (n == 0)
-			return false;
-		if (strict_numeric && all_digits(p, n) && !numeric(p, n))
-			return false;
-		p += n;
-		if (*p != '.')
-			break;
-		p++;
-	}
-	*pp = p;
-	return true;
-}
-
+/* SemVer 2.0.0 exactly as written: the semver module's parser also takes
+ * node-semver's leading "v" and surrounding blanks, which a manifest must not
+ * have, so the canonical form must equal the input. */
 bool kmpkg_schema_semver_valid(const char *v)
 {
-	const char *p = v;
-	int i;
+	struct kmpkg_semver sv;
+	char *canon;
+	bool ok;
 
-	if (strlen(v) > 256)
+	if (kmpkg_semver_parse(&sv, v) != 0)
 		return false;
-	for (i = 0; i < 3; i++) {
-		size_t n = strspn(p, "0123456789");
-
-		if (!numeric(p, n))
-			return false;
-		p += n;
-		if (i < 2) {
-			if (*p != '.')
-				return false;
-			p++;
-		}
-	}
-	if (*p == '-') {
-		p++;
-		if (!idents(&p, true))
-			return false;
-	}
-	if (*p == '+') {
-		p++;
-		if (!idents(&p, false))
-			return false;
-	}
-	return *p == '\0';
+	canon = kmpkg_semver_format(&sv);
+	ok = canon && strcmp(canon, v) == 0;
+	free(canon);
+	kmpkg_semver_release(&sv);
+	return ok;
 }
 
 bool kmpkg_schema_relpath_valid(const char *path)

@@ -79,17 +79,17 @@ static void release(struct run *r)
 
 Test(preflight_cli, valid_manifest_passes)
 {
-	const char *args[] = { "preflight", M("valid-full.yaml"), M("valid-minimal.yaml"), NULL };
+	const char *args[] = { "preflight", "--host", "fixtures/hosts/valid.yaml", M("valid-full.yaml"), M("valid-minimal.yaml"), "fixtures/plugins/json-helpers-1.1.0/kmpkg.yaml", NULL };
 	struct run r = kmpkg(args);
 
 	cr_assert_eq(r.status, 0, "status %d: %s", r.status, r.err);
-	cr_assert(strstr(r.out, "2 files checked: 0 errors, 0 warnings") != NULL, "%s", r.out);
+	cr_assert(strstr(r.out, "3 files checked: 0 errors, 0 warnings") != NULL, "%s", r.out);
 	release(&r);
 }
 
 Test(preflight_cli, error_exits_3_with_text_diagnostic)
 {
-	const char *args[] = { "preflight", M("valid-full.yaml"), M("bad-name.yaml"), NULL };
+	const char *args[] = { "preflight", "--host", "fixtures/hosts/valid.yaml", M("valid-full.yaml"), "fixtures/plugins/json-helpers-1.1.0/kmpkg.yaml", M("bad-name.yaml"), NULL };
 	struct run r = kmpkg(args);
 
 	cr_assert_eq(r.status, 3);
@@ -102,7 +102,7 @@ Test(preflight_cli, error_exits_3_with_text_diagnostic)
 
 Test(preflight_cli, json_document)
 {
-	const char *args[] = { "preflight", "--format", "json", M("duplicate-key.yaml"), M("unknown-field.yaml"), NULL };
+	const char *args[] = { "preflight", "--host", "fixtures/hosts/valid.yaml", "--format", "json", M("duplicate-key.yaml"), M("unknown-field.yaml"), NULL };
 	struct run r = kmpkg(args);
 	json_error_t je;
 	json_t *j, *d0;
@@ -124,7 +124,7 @@ Test(preflight_cli, json_document)
 
 Test(preflight_cli, global_json_flag)
 {
-	const char *args[] = { "--json", "preflight", M("valid-minimal.yaml"), NULL };
+	const char *args[] = { "--json", "preflight", "--host", "fixtures/hosts/valid.yaml", M("valid-minimal.yaml"), NULL };
 	struct run r = kmpkg(args);
 	json_error_t je;
 	json_t *j;
@@ -139,7 +139,7 @@ Test(preflight_cli, global_json_flag)
 
 Test(preflight_cli, github_annotations)
 {
-	const char *args[] = { "preflight", M("two-documents.yaml"), "--format=github", NULL };
+	const char *args[] = { "preflight", "--host", "fixtures/hosts/valid.yaml", M("two-documents.yaml"), "--format=github", NULL };
 	struct run r = kmpkg(args);
 
 	cr_assert_eq(r.status, 3);
@@ -150,8 +150,8 @@ Test(preflight_cli, github_annotations)
 
 Test(preflight_cli, warnings_fail_only_when_strict)
 {
-	const char *lax[] = { "preflight", M("unknown-field.yaml"), NULL };
-	const char *strict[] = { "preflight", "--strict", M("unknown-field.yaml"), NULL };
+	const char *lax[] = { "preflight", "--host", "fixtures/hosts/valid.yaml", M("unknown-field.yaml"), NULL };
+	const char *strict[] = { "preflight", "--host", "fixtures/hosts/valid.yaml", "--strict", M("unknown-field.yaml"), NULL };
 	struct run r = kmpkg(lax);
 
 	cr_assert_eq(r.status, 0);
@@ -164,7 +164,7 @@ Test(preflight_cli, warnings_fail_only_when_strict)
 
 Test(preflight_cli, missing_file_exits_9)
 {
-	const char *args[] = { "preflight", M("valid-full.yaml"), "no/such/kmpkg.yaml", NULL };
+	const char *args[] = { "preflight", "--host", "fixtures/hosts/valid.yaml", M("valid-full.yaml"), "no/such/kmpkg.yaml", NULL };
 	struct run r = kmpkg(args);
 
 	cr_assert_eq(r.status, 9);
@@ -189,8 +189,8 @@ Test(preflight_cli, usage_errors_exit_2)
 
 Test(preflight_cli, host_profile_findings_are_reported)
 {
-	const char *ok[] = { "preflight", "--host", "fixtures/hosts/valid.yaml", M("valid-full.yaml"), NULL };
-	const char *bad[] = { "preflight", "--host", "fixtures/hosts/tier-not-listed.yaml", M("valid-full.yaml"), NULL };
+	const char *ok[] = { "preflight", "--host", "fixtures/hosts/valid.yaml", M("valid-full.yaml"), "fixtures/plugins/json-helpers-1.1.0/kmpkg.yaml", NULL };
+	const char *bad[] = { "preflight", "--host", "fixtures/hosts/tier-not-listed.yaml", M("valid-full.yaml"), "fixtures/plugins/json-helpers-1.1.0/kmpkg.yaml", NULL };
 	struct run r = kmpkg(ok);
 
 	cr_assert_eq(r.status, 0, "%s", r.out);
@@ -204,7 +204,7 @@ Test(preflight_cli, host_profile_findings_are_reported)
 Test(preflight_cli, hostile_input_is_fast)
 {
 	char dir[] = "/tmp/kmpkg-pf-XXXXXX", *path = NULL;
-	const char *args[] = { "preflight", NULL, NULL };
+	const char *args[] = { "preflight", "--host", "fixtures/hosts/valid.yaml", NULL, NULL };
 	struct run r;
 	FILE *f;
 	int i;
@@ -216,7 +216,7 @@ Test(preflight_cli, hostile_input_is_fast)
 	for (i = 0; i < 40000; i++)
 		fputc('[', f);
 	fclose(f);
-	args[1] = path;
+	args[3] = path;
 	r = kmpkg(args);
 	cr_assert_eq(r.status, 3);
 	cr_assert(strstr(r.out, ":1:33: error[YAML_TOO_DEEP]") != NULL, "%s", r.out);
