@@ -11,10 +11,10 @@ const char *const kmpkg_fault_points[] = {
 	"verify:start", "verify:after-extract", "verify:after-store", "verify:end",
 	"dependency-prepare:start", "dependency-prepare:end",
 	"activate:start", "activate:after-gendir", "activate:after-swap", "activate:end",
-	"health-check:start", "health-check:after-run", "health-check:end",
+	"health-check:start", "health-check:after-run", "health-check:end", "commit:after-record",
 	"rollback:start", "rollback:after-swap", "rollback:after-commit", "rollback:after-quarantine",
 	"recovery:start", "recovery:after-discard",
-	"gc:after-commit", "gc:after-generations", "gc:after-store",
+	"gc:after-commit", "gc:after-generations", "gc:after-store", "discard:after-rename",
 	NULL,
 };
 

@@ -320,6 +320,7 @@ int kmpkg_fsutil_discard(const char *path, const char *trash_dir)
 	dest = kmpkg_fsutil_join(trash_dir, name);
 	if ((err = kmpkg_fsutil_rename(path, dest)) != 0)
 		goto cleanup;
+	kmpkg_fault("discard:after-rename");
 	err = kmpkg_fsutil_rmtree(dest);
 cleanup:
 	free(dest);

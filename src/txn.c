@@ -72,10 +72,14 @@
  * Fault points (test builds, KMPKG_FAULT=<point>, listed in src/fault.c):
  * "<phase>:start" and "<phase>:end" after each phase commit, plus
  * verify:after-extract, verify:after-store, activate:after-gendir,
- * activate:after-swap, health-check:after-run, rollback:start,
+ * activate:after-swap, health-check:after-run,
+ * commit:after-record (committed, staging not yet removed), rollback:start,
  * rollback:after-swap, rollback:after-commit, rollback:after-quarantine,
- * recovery:after-swap, recovery:after-commit, gc:after-commit,
- * gc:after-generations, gc:after-store.
+ * recovery:start, recovery:after-discard, gc:after-commit,
+ * gc:after-generations, gc:after-store, and discard:after-rename inside
+ * kmpkg_fsutil_discard (a tree moved into kmpkg/tmp, not yet deleted).
+ * Readers sweep kmpkg/tmp when it is not empty, so such leftovers are gone
+ * after the next command of any kind.
  */
 #include <dirent.h>
 #include <errno.h>
@@ -1835,6 +1839,20 @@ void kmpkg_txn_recover_if_idle(const char *root)
 	need = unfinished(&list, st) == 0 && json_array_size(list) > 0;
 	json_decref(list);
 	kmpkg_state_free(st);
+	if (!need) {
+		/* A process killed after its outcome was recorded but before its
+		 * staging (or a tree being discarded) was gone. */
+		char *kdir = kmpkg_fsutil_join(root, "kmpkg"), *tmp = kmpkg_fsutil_join(kdir, "tmp");
+		DIR *d = opendir(tmp);
+		struct dirent *de;
+
+		while (d && !need && (de = readdir(d)) != NULL)
+			need = strcmp(de->d_name, ".") != 0 && strcmp(de->d_name, "..") != 0;
+		if (d)
+			closedir(d);
+		free(tmp);
+		free(kdir);
+	}
 	if (!need || kmpkg_lock_is_held(root))
 		goto out;
 	memset(&o, 0, sizeof(o));
@@ -1944,6 +1962,7 @@ static int run_from_deps(struct engine *e, int64_t to_gen, bool new_gen)
 			goto cleanup;
 		}
 		e->known_good = to_gen;
+		kmpkg_fault("commit:after-record");
 		if (e->staging)
 			kmpkg_fsutil_rmtree(e->staging);
 		goto cleanup;

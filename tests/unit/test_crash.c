@@ -24,7 +24,7 @@ static const char *const pkg_points[] = {
 	"download:start", "download:end", "verify:start", "verify:after-extract", "verify:after-store",
 	"verify:end", "dependency-prepare:start", "dependency-prepare:end", "activate:start",
 	"activate:after-gendir", "activate:after-swap", "activate:end", "health-check:start",
-	"health-check:after-run", "health-check:end", NULL,
+	"health-check:after-run", "health-check:end", "commit:after-record", NULL,
 };
 
 /* update differs from install in verify and activate only */
@@ -53,7 +53,7 @@ static const char *const remove_points[] = {
 };
 
 static const char *const gc_points[] = {
-	"gc:after-commit", "gc:after-generations", "gc:after-store", NULL,
+	"gc:after-commit", "discard:after-rename", "gc:after-generations", "gc:after-store", NULL,
 };
 
 static void copy_root(const char *from, const char *to)
