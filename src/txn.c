@@ -847,7 +847,10 @@ static int download_one(struct engine *e, struct change *c)
 
 	if ((err = open_package(&fd, c->path)) != 0)
 		goto cleanup;
-	if ((err = kmpkg_fsutil_open_temp(&wfd, &tmp, e->p.cache)) != 0)
+	/* The partial copy lives in the staging (swept after a crash), and is
+	 * renamed into the cache only once complete and fsynced. */
+	if ((err = kmpkg_fsutil_mkdir_p(e->staging, 0755)) != 0 ||
+	    (err = kmpkg_fsutil_open_temp(&wfd, &tmp, e->staging)) != 0)
 		goto cleanup;
 	if ((err = hash_copy(c->sha256, fd, wfd, c->path, tmp)) != 0)
 		goto cleanup;
