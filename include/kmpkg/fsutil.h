@@ -1,0 +1,73 @@
+/*
+ * The one durable-write helper. Every change kmpkg makes to its state
+ * directories goes through these functions, which follow the protocol
+ * "write in a temporary name in the same directory -> fsync -> rename ->
+ * fsync the directory" (redis rdbSave, snapd osutil/io.go). A failed fsync
+ * fails the step and is never retried and trusted (PostgreSQL's lesson).
+ *
+ * Errors are KMPKG_ERESOURCE through kmpkg_error_errno (ENOSPC => E_DISK_FULL).
+ */
+#ifndef KMPKG_FSUTIL_H
+#define KMPKG_FSUTIL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <sys/types.h>
+
+/* fsync(2) of an open descriptor or of a directory by path. */
+int kmpkg_fsutil_fsync_fd(int fd, const char *what);
+int kmpkg_fsutil_fsync_dir(const char *dir);
+
+/* Atomically replaces `path` with `len` bytes of `data` (mode `mode`). */
+int kmpkg_fsutil_write_file(const char *path, const void *data, size_t len, mode_t mode);
+
+/* Creates a file named "<dir>/.tmp-<random>" open for writing (O_CLOEXEC);
+ * *out_fd and a malloc'd *out_path are the caller's. Pair with
+ * kmpkg_fsutil_commit_temp (fsync, rename, fsync dir) or unlink it. */
+int kmpkg_fsutil_open_temp(int *out_fd, char **out_path, const char *dir);
+/* fsyncs and closes fd, renames tmp_path to path, fsyncs path's directory.
+ * On failure the temporary file is removed. fd is closed in every case. */
+int kmpkg_fsutil_commit_temp(int fd, const char *tmp_path, const char *path);
+
+/* mkdir + fsync of the parent. An existing directory is success. */
+int kmpkg_fsutil_mkdir(const char *path, mode_t mode);
+/* Creates every missing component of `path` durably. */
+int kmpkg_fsutil_mkdir_p(const char *path, mode_t mode);
+
+/* rename(2) + fsync of the destination directory (and of the source
+ * directory when it differs). */
+int kmpkg_fsutil_rename(const char *from, const char *to);
+
+/* Points the symlink `linkpath` at `target` atomically: a symlink at a
+ * temporary name in the same directory, renamed over linkpath, then an fsync
+ * of the directory. */
+int kmpkg_fsutil_symlink_swap(const char *linkpath, const char *target);
+
+/* symlink(2) without a sync, for a directory still being staged: the
+ * caller fsyncs the directory once when it is complete. */
+int kmpkg_fsutil_symlink(const char *target, const char *linkpath);
+
+/* Removes a file, a symlink or a whole tree; a missing path is success. The
+ * parent directory is fsynced after the top entry is gone. */
+int kmpkg_fsutil_rmtree(const char *path);
+
+/* Removes `path` by first renaming it (durably) to a fresh name inside
+ * `trash_dir`, so no half-deleted tree is ever seen under its real name, and
+ * then deleting it. A missing path is success. */
+int kmpkg_fsutil_discard(const char *path, const char *trash_dir);
+
+/* The batched sync: one syncfs(2) of the file system that holds `path`,
+ * after many files were written without fsync (an extracted package). */
+int kmpkg_fsutil_sync_tree(const char *path);
+
+/* Small helpers. */
+bool kmpkg_fsutil_exists(const char *path);
+bool kmpkg_fsutil_is_dir(const char *path);
+/* readlink into a malloc'd string; KMPKG_ENOTFOUND when absent. */
+int kmpkg_fsutil_readlink(char **out, const char *path);
+/* Reads a whole file (at most `max` bytes) into a malloc'd, NUL-terminated buffer. */
+int kmpkg_fsutil_read_file(char **out, size_t *len, const char *path, size_t max);
+/* "a" + "/" + "b" into a malloc'd string (aborts on OOM: paths are small). */
+char *kmpkg_fsutil_join(const char *a, const char *b);
+
+#endif

@@ -1,0 +1,86 @@
+/*
+ * The state database: an LMDB environment at <root>/kmpkg/state with default
+ * (fully synchronous) flags, so every commit is durable when it returns.
+ * Values are compact JSON documents (jansson) for debuggability.
+ *
+ *   meta        "schema" -> 1, "next_gen" -> N, "active" -> N, "known_good" -> N
+ *   txns        correlation id -> {id, op, targets, changes, state, phase, outcome, ...}
+ *   journal     id ++ be32(seq) -> {phase, event, time, duration_ms, outcome, code, message, output}
+ *   installed   name -> {name, version, entry, sha256, files, constraint, installed_by, ...}
+ *   store       store entry -> the same record as installed, for every entry a generation uses
+ *   generations be32(N) -> {plugins: {name: entry}, txn, created, healthy}
+ *   lock        "holder" -> {pid, id, op, phase, since}
+ *
+ * Lifetime: every json_t handed out is a fresh copy parsed from the LMDB
+ * value, owned by the caller (json_decref), valid after the transaction ends.
+ */
+#ifndef KMPKG_STATE_H
+#define KMPKG_STATE_H
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+enum kmpkg_db {
+	KMPKG_DB_META,
+	KMPKG_DB_TXNS,
+	KMPKG_DB_JOURNAL,
+	KMPKG_DB_INSTALLED,
+	KMPKG_DB_STORE,
+	KMPKG_DB_GENERATIONS,
+	KMPKG_DB_LOCK,
+	KMPKG_DB_COUNT
+};
+
+#define KMPKG_STATE_SCHEMA 1
+
+struct kmpkg_state;
+struct kmpkg_state_txn;
+
+/* Opens <root>/kmpkg/state. Writable: creates the directory, the named
+ * databases and the meta schema record. Read-only: KMPKG_ENOTFOUND when there
+ * is no state yet (a fresh root). Runs mdb_reader_check after opening. */
+int kmpkg_state_open(struct kmpkg_state **out, const char *root, bool writable);
+void kmpkg_state_free(struct kmpkg_state *s);
+
+int kmpkg_state_begin(struct kmpkg_state_txn **out, struct kmpkg_state *s, bool write);
+/* Commits (durably) and frees t; on failure t is aborted and freed. */
+int kmpkg_state_commit(struct kmpkg_state_txn *t);
+void kmpkg_state_abort(struct kmpkg_state_txn *t);
+
+/* *out = parsed copy of the value; KMPKG_ENOTFOUND (no error message set)
+ * when the key is absent. */
+int kmpkg_state_get(json_t **out, struct kmpkg_state_txn *t, enum kmpkg_db db, const void *key,
+		    size_t klen);
+int kmpkg_state_put(struct kmpkg_state_txn *t, enum kmpkg_db db, const void *key, size_t klen,
+		    const json_t *val);
+/* Absent keys are not an error. */
+int kmpkg_state_del(struct kmpkg_state_txn *t, enum kmpkg_db db, const void *key, size_t klen);
+
+/* Calls fn for every record (keys in LMDB order, or reversed) whose key starts
+ * with `prefix` (NULL/0: all). fn returns 0 to go on, 1 to stop, <0 error. The
+ * key is borrowed for the call; val is owned by fn. */
+typedef int (*kmpkg_state_fn)(void *ctx, const void *key, size_t klen, json_t *val);
+int kmpkg_state_foreach(struct kmpkg_state_txn *t, enum kmpkg_db db, const void *prefix, size_t plen,
+			bool reverse, kmpkg_state_fn fn, void *ctx);
+
+/* String-keyed conveniences. */
+int kmpkg_state_gets(json_t **out, struct kmpkg_state_txn *t, enum kmpkg_db db, const char *key);
+int kmpkg_state_puts(struct kmpkg_state_txn *t, enum kmpkg_db db, const char *key, const json_t *val);
+int kmpkg_state_dels(struct kmpkg_state_txn *t, enum kmpkg_db db, const char *key);
+
+/* meta integers ("next_gen", "active", "known_good"); *out = dflt when absent. */
+int kmpkg_state_meta_get(int64_t *out, struct kmpkg_state_txn *t, const char *key, int64_t dflt);
+int kmpkg_state_meta_set(struct kmpkg_state_txn *t, const char *key, int64_t v);
+
+/* Generation records by number (big-endian keys keep them in order). */
+void kmpkg_state_gen_key(unsigned char out[4], uint32_t n);
+uint32_t kmpkg_state_gen_from_key(const void *key);
+int kmpkg_state_gen_get(json_t **out, struct kmpkg_state_txn *t, uint32_t n);
+int kmpkg_state_gen_put(struct kmpkg_state_txn *t, uint32_t n, const json_t *val);
+
+/* Journal events of a transaction, in order: key id ++ be32(seq). */
+int kmpkg_state_journal_put(struct kmpkg_state_txn *t, const char *id, uint32_t seq, const json_t *val);
+
+#endif

@@ -1,0 +1,364 @@
+/* The LMDB state database (include/kmpkg/state.h). */
+#include <errno.h>
+#include <lmdb.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "kmpkg/error.h"
+#include "kmpkg/fsutil.h"
+#include "kmpkg/state.h"
+
+/* Big enough for years of history; the file is sparse until used. */
+#define STATE_MAPSIZE ((size_t)1 << 30)
+
+static const char *const db_names[KMPKG_DB_COUNT] = {
+	"meta", "txns", "journal", "installed", "store", "generations", "lock",
+};
+
+struct kmpkg_state {
+	MDB_env *env;
+	MDB_dbi dbi[KMPKG_DB_COUNT];
+	bool have[KMPKG_DB_COUNT]; /* read-only opens of an old env may lack some */
+	bool writable;
+};
+
+struct kmpkg_state_txn {
+	struct kmpkg_state *s;
+	MDB_txn *txn;
+};
+
+static int mdb_err(int rc, const char *what)
+{
+	if (rc == MDB_MAP_FULL)
+		return kmpkg_error_set(KMPKG_ERESOURCE, "E_STATE_FULL", NULL,
+				       "run 'kmpkg gc' to drop old history", "%s: state database is full", what);
+	if (rc == ENOSPC || rc == EIO || rc == EACCES || rc == EROFS || rc == EPERM || rc == EDQUOT)
+		return kmpkg_error_errno(rc, what, "state database");
+	return kmpkg_error_set(KMPKG_EGENERIC, "E_STATE", NULL, "run 'kmpkg status' and retry",
+			       "%s: %s", what, mdb_strerror(rc));
+}
+
+int kmpkg_state_open(struct kmpkg_state **out, const char *root, bool writable)
+{
+	struct kmpkg_state *s = NULL;
+	char *kdir = NULL, *dir = NULL;
+	MDB_txn *txn = NULL;
+	int rc, err = 0, dead = 0, i;
+
+	*out = NULL;
+	kdir = kmpkg_fsutil_join(root, "kmpkg");
+	dir = kmpkg_fsutil_join(kdir, "state");
+	if (!writable && !kmpkg_fsutil_exists(dir)) {
+		err = KMPKG_ENOTFOUND;
+		goto cleanup;
+	}
+	if (writable && (err = kmpkg_fsutil_mkdir_p(dir, 0755)) != 0)
+		goto cleanup;
+	s = calloc(1, sizeof(*s));
+	if (!s)
+		abort();
+	s->writable = writable;
+	if ((rc = mdb_env_create(&s->env)) != 0 || (rc = mdb_env_set_maxdbs(s->env, 16)) != 0 ||
+	    (rc = mdb_env_set_mapsize(s->env, STATE_MAPSIZE)) != 0) {
+		err = mdb_err(rc, "create environment");
+		goto cleanup;
+	}
+	/* Default flags on purpose: never MDB_NOSYNC, MDB_NOMETASYNC,
+	 * MDB_WRITEMAP or MDB_MAPASYNC (each can lose acknowledged commits). */
+	rc = mdb_env_open(s->env, dir, writable ? 0 : MDB_RDONLY, 0644);
+	if (rc != 0) {
+		err = rc == ENOENT && !writable ? KMPKG_ENOTFOUND : mdb_err(rc, "open state");
+		goto cleanup;
+	}
+	mdb_reader_check(s->env, &dead);
+
+	rc = mdb_txn_begin(s->env, NULL, writable ? 0 : MDB_RDONLY, &txn);
+	if (rc != 0) {
+		err = mdb_err(rc, "begin");
+		goto cleanup;
+	}
+	for (i = 0; i < KMPKG_DB_COUNT; i++) {
+		rc = mdb_dbi_open(txn, db_names[i], writable ? MDB_CREATE : 0, &s->dbi[i]);
+		if (rc == MDB_NOTFOUND && !writable)
+			continue;
+		if (rc != 0) {
+			err = mdb_err(rc, "open database");
+			goto cleanup;
+		}
+		s->have[i] = true;
+	}
+	if (writable) {
+		MDB_val k = { 6, (void *)"schema" }, v;
+
+		if (mdb_get(txn, s->dbi[KMPKG_DB_META], &k, &v) == MDB_NOTFOUND) {
+			v.mv_data = "1";
+			v.mv_size = 1;
+			if ((rc = mdb_put(txn, s->dbi[KMPKG_DB_META], &k, &v, 0)) != 0) {
+				err = mdb_err(rc, "initialise state");
+				goto cleanup;
+			}
+		}
+		rc = mdb_txn_commit(txn);
+	} else {
+		rc = mdb_txn_commit(txn); /* keeps the dbi handles */
+	}
+	txn = NULL;
+	if (rc != 0) {
+		err = mdb_err(rc, "commit");
+		goto cleanup;
+	}
+	*out = s;
+	s = NULL;
+cleanup:
+	if (txn)
+		mdb_txn_abort(txn);
+	kmpkg_state_free(s);
+	free(dir);
+	free(kdir);
+	return err;
+}
+
+void kmpkg_state_free(struct kmpkg_state *s)
+{
+	if (!s)
+		return;
+	if (s->env)
+		mdb_env_close(s->env);
+	free(s);
+}
+
+int kmpkg_state_begin(struct kmpkg_state_txn **out, struct kmpkg_state *s, bool write)
+{
+	struct kmpkg_state_txn *t;
+	int rc;
+
+	*out = NULL;
+	if (write && !s->writable)
+		return kmpkg_error_set(KMPKG_EGENERIC, "E_STATE", NULL, NULL, "state opened read-only");
+	t = calloc(1, sizeof(*t));
+	if (!t)
+		abort();
+	t->s = s;
+	rc = mdb_txn_begin(s->env, NULL, write ? 0 : MDB_RDONLY, &t->txn);
+	if (rc != 0) {
+		free(t);
+		return mdb_err(rc, "begin");
+	}
+	*out = t;
+	return 0;
+}
+
+int kmpkg_state_commit(struct kmpkg_state_txn *t)
+{
+	int rc = mdb_txn_commit(t->txn);
+
+	free(t);
+	return rc ? mdb_err(rc, "commit") : 0;
+}
+
+void kmpkg_state_abort(struct kmpkg_state_txn *t)
+{
+	if (!t)
+		return;
+	mdb_txn_abort(t->txn);
+	free(t);
+}
+
+int kmpkg_state_get(json_t **out, struct kmpkg_state_txn *t, enum kmpkg_db db, const void *key,
+		    size_t klen)
+{
+	MDB_val k = { klen, (void *)key }, v;
+	json_error_t jerr;
+	int rc;
+
+	*out = NULL;
+	if (!t->s->have[db])
+		return KMPKG_ENOTFOUND;
+	rc = mdb_get(t->txn, t->s->dbi[db], &k, &v);
+	if (rc == MDB_NOTFOUND)
+		return KMPKG_ENOTFOUND;
+	if (rc != 0)
+		return mdb_err(rc, "read");
+	/* json_loadb copies: the value outlives the LMDB transaction. */
+	*out = json_loadb(v.mv_data, v.mv_size, JSON_DECODE_ANY, &jerr);
+	if (!*out)
+		return kmpkg_error_set(KMPKG_EGENERIC, "E_STATE_CORRUPT", NULL, NULL,
+				       "unreadable record in %s: %s", db_names[db], jerr.text);
+	return 0;
+}
+
+int kmpkg_state_put(struct kmpkg_state_txn *t, enum kmpkg_db db, const void *key, size_t klen,
+		    const json_t *val)
+{
+	MDB_val k = { klen, (void *)key }, v;
+	char *s;
+	int rc;
+
+	s = json_dumps(val, JSON_COMPACT | JSON_SORT_KEYS | JSON_ENCODE_ANY);
+	if (!s)
+		return kmpkg_error_set(KMPKG_EGENERIC, "E_NOMEM", NULL, NULL, "cannot encode record");
+	v.mv_size = strlen(s);
+	v.mv_data = s;
+	rc = mdb_put(t->txn, t->s->dbi[db], &k, &v, 0);
+	free(s);
+	return rc ? mdb_err(rc, "write") : 0;
+}
+
+int kmpkg_state_del(struct kmpkg_state_txn *t, enum kmpkg_db db, const void *key, size_t klen)
+{
+	MDB_val k = { klen, (void *)key };
+	int rc = mdb_del(t->txn, t->s->dbi[db], &k, NULL);
+
+	return rc && rc != MDB_NOTFOUND ? mdb_err(rc, "delete") : 0;
+}
+
+static bool has_prefix(const MDB_val *k, const void *prefix, size_t plen)
+{
+	return k->mv_size >= plen && memcmp(k->mv_data, prefix, plen) == 0;
+}
+
+int kmpkg_state_foreach(struct kmpkg_state_txn *t, enum kmpkg_db db, const void *prefix, size_t plen,
+			bool reverse, kmpkg_state_fn fn, void *ctx)
+{
+	MDB_cursor *c = NULL;
+	MDB_val k, v;
+	int rc, err = 0;
+	MDB_cursor_op op;
+
+	if (!t->s->have[db])
+		return 0;
+	if ((rc = mdb_cursor_open(t->txn, t->s->dbi[db], &c)) != 0)
+		return mdb_err(rc, "cursor");
+	if (!reverse) {
+		if (plen) {
+			k.mv_size = plen;
+			k.mv_data = (void *)prefix;
+			rc = mdb_cursor_get(c, &k, &v, MDB_SET_RANGE);
+		} else {
+			rc = mdb_cursor_get(c, &k, &v, MDB_FIRST);
+		}
+		op = MDB_NEXT;
+	} else {
+		rc = mdb_cursor_get(c, &k, &v, MDB_LAST);
+		op = MDB_PREV;
+		/* Step back to the last key with the prefix: scan is fine at this size. */
+		while (rc == 0 && plen && !has_prefix(&k, prefix, plen) &&
+		       memcmp(k.mv_data, prefix, k.mv_size < plen ? k.mv_size : plen) > 0)
+			rc = mdb_cursor_get(c, &k, &v, MDB_PREV);
+	}
+	for (; rc == 0; rc = mdb_cursor_get(c, &k, &v, op)) {
+		json_error_t jerr;
+		json_t *val;
+		int r;
+
+		if (plen && !has_prefix(&k, prefix, plen))
+			break;
+		val = json_loadb(v.mv_data, v.mv_size, JSON_DECODE_ANY, &jerr);
+		if (!val) {
+			err = kmpkg_error_set(KMPKG_EGENERIC, "E_STATE_CORRUPT", NULL, NULL,
+					      "unreadable record in %s: %s", db_names[db], jerr.text);
+			goto cleanup;
+		}
+		r = fn(ctx, k.mv_data, k.mv_size, val);
+		if (r < 0) {
+			err = r;
+			goto cleanup;
+		}
+		if (r > 0)
+			break;
+	}
+	if (rc != 0 && rc != MDB_NOTFOUND)
+		err = mdb_err(rc, "read");
+cleanup:
+	mdb_cursor_close(c);
+	return err;
+}
+
+int kmpkg_state_gets(json_t **out, struct kmpkg_state_txn *t, enum kmpkg_db db, const char *key)
+{
+	return kmpkg_state_get(out, t, db, key, strlen(key));
+}
+
+int kmpkg_state_puts(struct kmpkg_state_txn *t, enum kmpkg_db db, const char *key, const json_t *val)
+{
+	return kmpkg_state_put(t, db, key, strlen(key), val);
+}
+
+int kmpkg_state_dels(struct kmpkg_state_txn *t, enum kmpkg_db db, const char *key)
+{
+	return kmpkg_state_del(t, db, key, strlen(key));
+}
+
+int kmpkg_state_meta_get(int64_t *out, struct kmpkg_state_txn *t, const char *key, int64_t dflt)
+{
+	json_t *v = NULL;
+	int err;
+
+	*out = dflt;
+	err = kmpkg_state_gets(&v, t, KMPKG_DB_META, key);
+	if (err == KMPKG_ENOTFOUND)
+		return 0;
+	if (err)
+		return err;
+	if (json_is_integer(v))
+		*out = json_integer_value(v);
+	json_decref(v);
+	return 0;
+}
+
+int kmpkg_state_meta_set(struct kmpkg_state_txn *t, const char *key, int64_t v)
+{
+	json_t *j = json_integer(v);
+	int err = kmpkg_state_puts(t, KMPKG_DB_META, key, j);
+
+	json_decref(j);
+	return err;
+}
+
+void kmpkg_state_gen_key(unsigned char out[4], uint32_t n)
+{
+	out[0] = (unsigned char)(n >> 24);
+	out[1] = (unsigned char)(n >> 16);
+	out[2] = (unsigned char)(n >> 8);
+	out[3] = (unsigned char)n;
+}
+
+uint32_t kmpkg_state_gen_from_key(const void *key)
+{
+	const unsigned char *k = key;
+
+	return (uint32_t)k[0] << 24 | (uint32_t)k[1] << 16 | (uint32_t)k[2] << 8 | k[3];
+}
+
+int kmpkg_state_gen_get(json_t **out, struct kmpkg_state_txn *t, uint32_t n)
+{
+	unsigned char k[4];
+
+	kmpkg_state_gen_key(k, n);
+	return kmpkg_state_get(out, t, KMPKG_DB_GENERATIONS, k, 4);
+}
+
+int kmpkg_state_gen_put(struct kmpkg_state_txn *t, uint32_t n, const json_t *val)
+{
+	unsigned char k[4];
+
+	kmpkg_state_gen_key(k, n);
+	return kmpkg_state_put(t, KMPKG_DB_GENERATIONS, k, 4, val);
+}
+
+int kmpkg_state_journal_put(struct kmpkg_state_txn *t, const char *id, uint32_t seq, const json_t *val)
+{
+	size_t n = strlen(id);
+	unsigned char *k = malloc(n + 4);
+	int err;
+
+	if (!k)
+		abort();
+	memcpy(k, id, n);
+	kmpkg_state_gen_key(k + n, seq);
+	err = kmpkg_state_put(t, KMPKG_DB_JOURNAL, k, n + 4, val);
+	free(k);
+	return err;
+}
