@@ -21,6 +21,7 @@
 #include "kmpkg/archive.h"
 #include "kmpkg/buf.h"
 #include "kmpkg/error.h"
+#include "kmpkg/fsutil.h"
 #include "kmpkg/manifest.h"
 #include "kmpkg/pack.h"
 
@@ -390,25 +391,16 @@ static int source_date_epoch(time_t *out)
 	return 0;
 }
 
-static int fsync_parent(const char *path)
+/* The directory that will hold `file` ("." for a bare name), malloc'd. */
+static char *dir_of(const char *file)
 {
-	char *copy = strdup(path), *slash;
-	int fd = -1, rc = 0;
+	const char *slash = strrchr(file, '/');
 
-	if (!copy)
-		return kmpkg_error_errno(ENOMEM, "fsync", path);
-	slash = strrchr(copy, '/');
-	if (slash == copy)
-		slash[1] = '\0';
-	else if (slash)
-		*slash = '\0';
-	fd = open(slash ? copy : ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (fd < 0 || fsync(fd) != 0)
-		rc = kmpkg_error_errno(errno, "fsync directory of", path);
-	if (fd >= 0)
-		close(fd);
-	free(copy);
-	return rc;
+	if (!slash)
+		return strdup(".");
+	if (slash == file)
+		return strdup("/");
+	return strndup(file, (size_t)(slash - file));
 }
 
 int kmpkg_pack(struct kmpkg_pack_result *out, const char *dir, const char *output)
@@ -418,7 +410,7 @@ int kmpkg_pack(struct kmpkg_pack_result *out, const char *dir, const char *outpu
 	struct archive *a = NULL;
 	struct kmpkg_filelist *list = NULL;
 	struct stat st;
-	char *name = NULL, *version = NULL, *file = NULL, *tmp = NULL;
+	char *name = NULL, *version = NULL, *file = NULL, *tmp = NULL, *outdir = NULL;
 	unsigned char md[EVP_MAX_MD_SIZE];
 	unsigned mdlen = 0;
 	time_t mtime;
@@ -443,8 +435,7 @@ int kmpkg_pack(struct kmpkg_pack_result *out, const char *dir, const char *outpu
 		file = strdup(output);
 	else if (asprintf(&file, "%s-%s.kmpkg", name, version) < 0)
 		file = NULL;
-	if (!file || asprintf(&tmp, "%s.tmp-XXXXXX", file) < 0) {
-		tmp = NULL;
+	if (!file || !(outdir = dir_of(file))) {
 		rc = kmpkg_error_errno(ENOMEM, "pack", dir);
 		goto cleanup;
 	}
@@ -467,13 +458,10 @@ int kmpkg_pack(struct kmpkg_pack_result *out, const char *dir, const char *outpu
 	if ((rc = kmpkg_filelist_check_links(list)) != 0)
 		goto cleanup;
 
-	s.fd = mkostemp(tmp, O_CLOEXEC);
-	if (s.fd < 0) {
-		rc = kmpkg_error_errno(errno, "create", tmp);
-		free(tmp);
-		tmp = NULL;
+	/* Written in a temporary file beside the output, published by the
+	 * durable-write helper (fsync, rename, fsync of the directory). */
+	if ((rc = kmpkg_fsutil_open_temp(&s.fd, &tmp, outdir)) != 0)
 		goto cleanup;
-	}
 	s.md = EVP_MD_CTX_new();
 	a = archive_write_new();
 	if (!s.md || !a || !EVP_DigestInit_ex(s.md, EVP_sha256(), NULL)) {
@@ -502,23 +490,15 @@ int kmpkg_pack(struct kmpkg_pack_result *out, const char *dir, const char *outpu
 		rc = archive_failed(a, &s, "finish", tmp);
 		goto cleanup;
 	}
-	if (fchmod(s.fd, 0644) != 0 || fsync(s.fd) != 0) {
-		rc = kmpkg_error_errno(errno, "fsync", tmp);
+	if (fchmod(s.fd, 0644) != 0) {
+		rc = kmpkg_error_errno(errno, "chmod", tmp);
 		goto cleanup;
 	}
-	if (close(s.fd) != 0) {
-		s.fd = -1;
-		rc = kmpkg_error_errno(errno, "close", tmp);
-		goto cleanup;
-	}
+	rc = kmpkg_fsutil_commit_temp(s.fd, tmp, file);
 	s.fd = -1;
-	if (rename(tmp, file) != 0) {
-		rc = kmpkg_error_errno(errno, "rename", file);
-		goto cleanup;
-	}
 	free(tmp);
 	tmp = NULL;
-	if ((rc = fsync_parent(file)) != 0)
+	if (rc != 0)
 		goto cleanup;
 	EVP_DigestFinal_ex(s.md, md, &mdlen);
 	for (i = 0; i < mdlen; i++)
@@ -540,6 +520,7 @@ cleanup:
 		close(rootfd);
 	kmpkg_filelist_free(list);
 	free(tmp);
+	free(outdir);
 	free(file);
 	free(name);
 	free(version);

@@ -33,14 +33,14 @@ static json_t *json_of(const char *s)
 Test(engine, install_local_end_to_end)
 {
 	char *p = fx_pkg(W, "foo", "1.0.0", TOOL_OK, NULL), *link, *store;
-	json_t *rec, *txns, *t;
+	json_t *rec, *txns, *t, *doc;
 	struct kres r = fx_run(R, NULL, "--json", "install", p, NULL);
 	const char *k, *id;
 
 	cr_assert_eq(r.status, 0, "%s", r.err);
-	t = json_of(r.out);
-	cr_assert_str_eq(json_string_value(json_object_get(t, "outcome")), "committed");
-	id = json_string_value(json_object_get(t, "id"));
+	doc = json_of(r.out);
+	cr_assert_str_eq(json_string_value(json_object_get(doc, "outcome")), "committed");
+	id = json_string_value(json_object_get(doc, "id"));
 	cr_assert_eq(strlen(id), 36);
 	cr_assert_eq(id[14], '7', "UUIDv7 version nibble: %s", id);
 	cr_assert(strchr("89ab", id[19]) != NULL, "RFC 9562 variant: %s", id);
@@ -79,6 +79,7 @@ Test(engine, install_local_end_to_end)
 	json_decref(rec);
 	free(link);
 	free(p);
+	json_decref(doc);
 	fx_free(&r);
 
 	r = fx_run(R, NULL, "list", NULL);

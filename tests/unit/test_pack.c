@@ -273,7 +273,7 @@ Test(pack, cli_default_name_text_and_json)
 	FILE *p;
 
 	cr_assert_not_null(bin);
-	snprintf(cmd, sizeof(cmd), "cd %s/out && %s pack ../tree", tmp, bin);
+	snprintf(cmd, sizeof(cmd), "cd %s/out && %s pack ../tree 2>&1", tmp, bin);
 	p = popen(cmd, "r");
 	cr_assert_not_null(fgets(line, sizeof(line), p));
 	cr_assert_eq(pclose(p), 0);
