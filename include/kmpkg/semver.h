@@ -12,7 +12,7 @@
 struct kmpkg_semver_ident {
 	char *str;      /* the identifier as written */
 	bool numeric;   /* all digits: compared as a number */
-	uint64_t num;
+	uint64_t num;   /* its value when numeric, UINT64_MAX if it does not fit */
 };
 
 struct kmpkg_semver {
@@ -22,20 +22,25 @@ struct kmpkg_semver {
 	char *build;                    /* build metadata without '+', or NULL */
 };
 
-/* Parses a strict SemVer 2.0.0 version (node-semver also allows a leading 'v'
- * or '=' and surrounding spaces: so does this). Returns 0, or KMPKG_EUSAGE
- * with E_SEMVER_INVALID. Release with kmpkg_semver_release. */
+/* Parses a strict SemVer 2.0.0 version as node-semver's strict regex does: a
+ * leading 'v' and surrounding whitespace are allowed; '=' is not (node only
+ * takes it in loose mode; in ranges "=1.2.3" is the '=' operator). At most 256
+ * characters, numbers at most 2^53-1. Returns 0, or KMPKG_EUSAGE with
+ * E_SEMVER_INVALID. Release with kmpkg_semver_release. */
 int kmpkg_semver_parse(struct kmpkg_semver *out, const char *s);
 void kmpkg_semver_release(struct kmpkg_semver *v);
 /* -1, 0 or 1; build metadata is ignored (SemVer §10). */
 int kmpkg_semver_cmp(const struct kmpkg_semver *a, const struct kmpkg_semver *b);
 /* Canonical "1.2.3-pre.1+build" into a malloc'd string. */
 char *kmpkg_semver_format(const struct kmpkg_semver *v);
+/* Without build metadata: node-semver's `version` ("1.2.3-pre.1"), what
+ * semver.valid() returns and what ranges print; malloc'd. */
+char *kmpkg_semver_format_short(const struct kmpkg_semver *v);
 
 struct kmpkg_semver_range; /* opaque: a union of comparator sets */
 
 /* Parses a node-semver range ("" and "*" match any release). Returns 0 or
- * KMPKG_EUSAGE with E_RANGE_INVALID. */
+ * KMPKG_EUSAGE with E_RANGE_INVALID (also for ranges over 65536 bytes). */
 int kmpkg_semver_range_parse(struct kmpkg_semver_range **out, const char *s);
 void kmpkg_semver_range_free(struct kmpkg_semver_range *r);
 bool kmpkg_semver_range_test(const struct kmpkg_semver_range *r, const struct kmpkg_semver *v);
