@@ -5,6 +5,13 @@
  * kmpkg_archive_extract into box/dest, where box is a private directory
  * under $TMPDIR, and read with kmpkg_archive_read_manifest.
  *
+ * An input that starts with "#entries\n" is a list of entries instead, one
+ * per line: a type letter (f file, x executable, d directory, l symlink,
+ * h hardlink, s setuid file, p FIFO), the path, and after a tab the
+ * symlink or hardlink target or the file's content. It is written as a pax
+ * tar with libarchive, which lets the fuzzer work on names and link graphs
+ * directly rather than through tar headers and compression.
+ *
  * Invariants checked after every extraction: box holds dest and nothing
  * else on success, nothing at all on failure (dest removed, nothing written
  * beside it); on success what is on disk below dest is exactly the returned
@@ -21,6 +28,9 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
+
+#include <archive.h>
+#include <archive_entry.h>
 
 #include "kmpkg/archive.h"
 #include "kmpkg/error.h"
@@ -212,6 +222,70 @@ static void check_entry_names(const uint8_t *data, size_t size)
 	free(t);
 }
 
+static const char ENTRIES[] = "#entries\n";
+
+/* Writes the entry list in text (modified) as a pax tar to path. */
+static void write_entries(const char *path, char *text)
+{
+	struct archive *a = archive_write_new();
+	struct archive_entry *e = archive_entry_new();
+	char *line, *next;
+
+	if (!a || !e || archive_write_set_format_pax_restricted(a) != ARCHIVE_OK ||
+	    archive_write_open_filename(a, path) != ARCHIVE_OK)
+		abort();
+	for (line = text; line && *line; line = next) {
+		char *tab;
+		const char *arg = "";
+
+		next = strchr(line, '\n');
+		if (next)
+			*next++ = '\0';
+		tab = strchr(line, '\t');
+		if (tab) {
+			*tab = '\0';
+			arg = tab + 1;
+		}
+		if (!line[0] || !line[1])
+			continue;
+		archive_entry_clear(e);
+		archive_entry_copy_pathname(e, line + 1);
+		archive_entry_set_mtime(e, 0, 0);
+		switch (line[0]) {
+		case 'd':
+			archive_entry_set_filetype(e, AE_IFDIR);
+			archive_entry_set_perm(e, 0755);
+			break;
+		case 'l':
+			archive_entry_set_filetype(e, AE_IFLNK);
+			archive_entry_set_perm(e, 0777);
+			archive_entry_copy_symlink(e, arg);
+			break;
+		case 'h':
+			archive_entry_set_filetype(e, AE_IFREG);
+			archive_entry_set_perm(e, 0644);
+			archive_entry_copy_hardlink(e, arg);
+			break;
+		case 'p':
+			archive_entry_set_filetype(e, AE_IFIFO);
+			archive_entry_set_perm(e, 0644);
+			break;
+		default:
+			archive_entry_set_filetype(e, AE_IFREG);
+			archive_entry_set_perm(e, line[0] == 's' ? 04755 : line[0] == 'x' ? 0755 : 0644);
+			archive_entry_set_size(e, (la_int64_t)strlen(arg));
+		}
+		if (archive_write_header(a, e) < ARCHIVE_WARN)
+			continue; /* libarchive refused to write it: skip the entry */
+		if (archive_entry_filetype(e) == AE_IFREG && !archive_entry_hardlink(e) && *arg)
+			archive_write_data(a, arg, strlen(arg));
+	}
+	archive_entry_free(e);
+	if (archive_write_close(a) != ARCHIVE_OK)
+		abort();
+	archive_write_free(a);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	struct kmpkg_extract_limits lim;
@@ -225,13 +299,27 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		setup();
 	check_entry_names(data, size);
 
-	f = fopen(input, "wb");
-	if (!f || fwrite(data, 1, size, f) != size || fclose(f) != 0)
-		abort();
+	if (size >= sizeof(ENTRIES) - 1 && memcmp(data, ENTRIES, sizeof(ENTRIES) - 1) == 0) {
+		char *text = malloc(size + 1);
+
+		if (!text)
+			abort();
+		memcpy(text, data, size);
+		text[size] = '\0';
+		write_entries(input, text + sizeof(ENTRIES) - 1);
+		free(text);
+	} else {
+		f = fopen(input, "wb");
+		if (!f || fwrite(data, 1, size, f) != size || fclose(f) != 0)
+			abort();
+	}
 	kmpkg_extract_limits_default(&lim);
 	lim.max_total_bytes = 8u << 20; /* keep each run fast; the caps are what is tested */
 	lim.max_files = 2000;
 	rc = kmpkg_archive_extract(&l, input, dest, &lim);
+	if (getenv("KMPKG_FUZZ_VERBOSE")) /* triage: what extraction said */
+		fprintf(stderr, "extract: %d %s %s (%zu entries)\n", rc, rc ? kmpkg_error_last()->code : "",
+			rc ? kmpkg_error_last()->message : "", l ? l->n : 0);
 	kmpkg_error_clear();
 	if (rc == 0) {
 		if (!l || list_dir(box, "dest") != 1)
