@@ -2,7 +2,8 @@
  * libFuzzer target: the manifest and host-profile loaders (SPEC §6, §8) on
  * arbitrary bytes, then every consumer of what they return (positions,
  * diagnostics renderers), so a loader that hands back a half-built result
- * shows up here and not in preflight.
+ * shows up here and not in preflight. An accepted manifest's version must
+ * also be one the semver module (the resolver's) accepts.
  */
 #include <stdint.h>
 #include <stdio.h>
@@ -14,6 +15,7 @@
 #include "kmpkg/diag.h"
 #include "kmpkg/error.h"
 #include "kmpkg/manifest.h"
+#include "kmpkg/semver.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -69,6 +71,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		probe(m->pos);
 		if (!kmpkg_manifest_name_valid(m->name))
 			abort(); /* the loader accepted a name the rule refuses */
+		if (!kmpkg_semver_valid(m->version))
+			abort(); /* a version the resolver would refuse */
 		kmpkg_strlist_contains(&m->requires, "net");
 	}
 	render(&diags);
@@ -83,7 +87,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		abort();
 	if (h) {
 		probe(h->pos);
+		size_t i;
+
 		kmpkg_strlist_contains(&h->tiers, h->tier ? h->tier : "");
+		if (!h->version || !kmpkg_semver_valid(h->version))
+			abort();
+		for (i = 0; i < h->api.n; i++)
+			if (!kmpkg_semver_valid(h->api.v[i]))
+				abort();
 	}
 	render(&diags);
 	kmpkg_host_free(h);
