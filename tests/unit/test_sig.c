@@ -59,6 +59,7 @@ static void minisign_keys(const char *name, char id[17])
 {
 	char p[400], line[256];
 	FILE *f;
+	size_t n;
 	int i;
 
 	cr_assert_eq(sh("cd %s && minisign -G -p %s.pub -s %s.sec -W </dev/null >/dev/null 2>&1", tmp, name, name),
@@ -68,8 +69,12 @@ static void minisign_keys(const char *name, char id[17])
 	cr_assert_not_null(fgets(line, sizeof(line), f));
 	fclose(f);
 	cr_assert(strncmp(line, "untrusted comment: minisign public key ", 39) == 0);
-	for (i = 0; i < 16; i++)
-		id[i] = (char)tolower((unsigned char)line[39 + i]);
+	/* minisign prints the id without leading zeros (%llX): pad it to 16. */
+	n = strcspn(line + 39, " \r\n");
+	cr_assert(n >= 1 && n <= 16);
+	memset(id, '0', 16);
+	for (i = 0; i < (int)n; i++)
+		id[16 - n + (size_t)i] = (char)tolower((unsigned char)line[39 + i]);
 	id[16] = '\0';
 }
 
