@@ -29,6 +29,7 @@
 #include "kmpkg/buf.h"
 #include "kmpkg/error.h"
 #include "kmpkg/sig.h"
+#include "sig_parse.h"
 
 #define MAX_SMALL_FILE (16 * 1024)          /* keys and signatures */
 #define MAX_LEGACY_MESSAGE (256u << 20)     /* legacy "Ed" signs the whole file in memory */
@@ -191,14 +192,8 @@ static bool starts_with(const char *s, const char *prefix)
 
 /* ---- keys ----------------------------------------------------------------- */
 
-struct mkey {
-	unsigned char kid[8];
-	unsigned char pk[32];
-	char comment[512];
-};
-
 /* Parses a minisign public key file: optional comment line, base64 line. */
-static bool parse_minisign_pub(struct mkey *k, char *text)
+bool kmpkg_sig_parse_pub(struct kmpkg_minisign_key *k, char *text)
 {
 	char *lines[4];
 	unsigned char raw[42];
@@ -414,9 +409,9 @@ static int describe_key(struct kmpkg_key *k, const char *dir, const char *name)
 	memcpy(k->id, name, 16);
 	k->id[16] = '\0';
 	if (strcmp(ext, ".pub") == 0) {
-		struct mkey mk;
+		struct kmpkg_minisign_key mk;
 
-		if (!parse_minisign_pub(&mk, text)) {
+		if (!kmpkg_sig_parse_pub(&mk, text)) {
 			rc = kmpkg_error_set(KMPKG_EUSAGE, "E_KEY_INVALID", NULL, NULL, "%s is not a minisign key", path);
 			goto cleanup;
 		}
@@ -452,7 +447,7 @@ cleanup:
 int kmpkg_sig_key_add(struct kmpkg_key *out, const char *root, const char *key_file)
 {
 	struct kmpkg_buf canon = KMPKG_BUF_INIT;
-	struct mkey mk;
+	struct kmpkg_minisign_key mk;
 	EVP_PKEY *pk = NULL;
 	BIO *bio = NULL;
 	char *text = NULL, *copy = NULL, *dir = NULL, name[32];
@@ -507,7 +502,7 @@ int kmpkg_sig_key_add(struct kmpkg_key *out, const char *root, const char *key_f
 			}
 		}
 		snprintf(name, sizeof(name), "%s.pem", id);
-	} else if (parse_minisign_pub(&mk, copy)) {
+	} else if (kmpkg_sig_parse_pub(&mk, copy)) {
 		unsigned char raw[42];
 		char b64[64];
 
@@ -763,8 +758,8 @@ cleanup:
 }
 
 /* Each name=, version=, sha256= token must match what is expected. */
-static int check_binding(const char *comment, const char *name, const char *version, const char *sha_expected,
-			 const char *sha_actual, const char *sig_path)
+int kmpkg_sig_check_binding(const char *comment, const char *name, const char *version,
+			    const char *sha_expected, const char *sha_actual, const char *sig_path)
 {
 	const char *p = comment;
 
@@ -809,33 +804,46 @@ static int check_binding(const char *comment, const char *name, const char *vers
 	return 0;
 }
 
-static int verify_minisign(struct kmpkg_sig_result *res, const char *keydir, const char *package, char *text,
-			   const char *sig_path, const char *name, const char *version, const char *sha256)
+int kmpkg_sig_parse_minisig(struct kmpkg_minisig *out, char *text, const char *sig_path)
 {
-	struct digests dg;
-	struct mkey mk;
-	char *lines[5], *keytext = NULL, *keypath = NULL, id[17];
-	unsigned char raw[74], global[64], *msg = NULL, *gmsg = NULL;
-	const char *tc;
-	size_t n, tclen, mlen = 0;
-	int rc = 0;
+	char *lines[5];
+	unsigned char raw[74];
+	size_t n;
 
+	memset(out, 0, sizeof(*out));
 	n = split_lines(lines, 5, text);
 	if (n < 4 || !starts_with(lines[0], "untrusted comment:") ||
 	    !b64decode(raw, sizeof(raw), lines[1], strlen(lines[1])) ||
 	    !starts_with(lines[2], "trusted comment: ") ||
-	    !b64decode(global, sizeof(global), lines[3], strlen(lines[3])) ||
-	    (n == 5 && lines[4][0] != '\0')) {
-		rc = kmpkg_error_set(KMPKG_EVERIFY, "E_SIGNATURE_INVALID", NULL, NEXT_INVALID,
-				     "%s is not a well-formed minisign signature", sig_path);
+	    !b64decode(out->global, sizeof(out->global), lines[3], strlen(lines[3])) ||
+	    (n == 5 && lines[4][0] != '\0'))
+		return kmpkg_error_set(KMPKG_EVERIFY, "E_SIGNATURE_INVALID", NULL, NEXT_INVALID,
+				       "%s is not a well-formed minisign signature", sig_path);
+	if (!(raw[0] == 'E' && (raw[1] == 'D' || raw[1] == 'd')))
+		return kmpkg_error_set(KMPKG_EVERIFY, "E_SIGNATURE_INVALID", NULL, NEXT_INVALID,
+				       "%s: unknown signature algorithm", sig_path);
+	memcpy(out->alg, raw, 2);
+	memcpy(out->kid, raw + 2, 8);
+	memcpy(out->sig, raw + 10, 64);
+	out->trusted_comment = lines[2] + strlen("trusted comment: ");
+	return 0;
+}
+
+static int verify_minisign(struct kmpkg_sig_result *res, const char *keydir, const char *package, char *text,
+			   const char *sig_path, const char *name, const char *version, const char *sha256)
+{
+	struct digests dg;
+	struct kmpkg_minisign_key mk;
+	struct kmpkg_minisig ms;
+	char *keytext = NULL, *keypath = NULL, id[17];
+	unsigned char *msg = NULL, *gmsg = NULL;
+	const char *tc;
+	size_t tclen, mlen = 0;
+	int rc = 0;
+
+	if ((rc = kmpkg_sig_parse_minisig(&ms, text, sig_path)) != 0)
 		goto cleanup;
-	}
-	if (!(raw[0] == 'E' && (raw[1] == 'D' || raw[1] == 'd'))) {
-		rc = kmpkg_error_set(KMPKG_EVERIFY, "E_SIGNATURE_INVALID", NULL, NEXT_INVALID,
-				     "%s: unknown signature algorithm", sig_path);
-		goto cleanup;
-	}
-	minisign_id(id, raw + 2);
+	minisign_id(id, ms.kid);
 	if (asprintf(&keypath, "%s/%s.pub", keydir, id) < 0) {
 		keypath = NULL;
 		rc = kmpkg_error_errno(ENOMEM, "verify", sig_path);
@@ -848,7 +856,7 @@ static int verify_minisign(struct kmpkg_sig_result *res, const char *keydir, con
 	}
 	if ((rc = read_small(&keytext, NULL, keypath, KMPKG_EVERIFY, "E_SIGNATURE_UNKNOWN_KEY")) != 0)
 		goto cleanup;
-	if (!parse_minisign_pub(&mk, keytext) || memcmp(mk.kid, raw + 2, 8) != 0) {
+	if (!kmpkg_sig_parse_pub(&mk, keytext) || memcmp(mk.kid, ms.kid, 8) != 0) {
 		rc = kmpkg_error_set(KMPKG_EVERIFY, "E_SIGNATURE_UNKNOWN_KEY", NULL,
 				     "remove and add the key again with 'kmpkg key'",
 				     "trusted key file %s is damaged", keypath);
@@ -856,31 +864,31 @@ static int verify_minisign(struct kmpkg_sig_result *res, const char *keydir, con
 	}
 	if ((rc = hash_file(&dg, package)) != 0)
 		goto cleanup;
-	if (raw[1] == 'D') {
-		if (!ed25519_ok(mk.pk, raw + 10, dg.blake, sizeof(dg.blake)))
+	if (ms.alg[1] == 'D') {
+		if (!ed25519_ok(mk.pk, ms.sig, dg.blake, sizeof(dg.blake)))
 			goto invalid;
 	} else {
 		if ((rc = read_whole(&msg, &mlen, package)) != 0)
 			goto cleanup;
-		if (!ed25519_ok(mk.pk, raw + 10, msg, mlen))
+		if (!ed25519_ok(mk.pk, ms.sig, msg, mlen))
 			goto invalid;
 	}
-	tc = lines[2] + strlen("trusted comment: ");
+	tc = ms.trusted_comment;
 	tclen = strlen(tc);
 	gmsg = malloc(64 + tclen);
 	if (!gmsg) {
 		rc = kmpkg_error_errno(ENOMEM, "verify", sig_path);
 		goto cleanup;
 	}
-	memcpy(gmsg, raw + 10, 64);
+	memcpy(gmsg, ms.sig, 64);
 	memcpy(gmsg + 64, tc, tclen);
-	if (!ed25519_ok(mk.pk, global, gmsg, 64 + tclen)) {
+	if (!ed25519_ok(mk.pk, ms.global, gmsg, 64 + tclen)) {
 		rc = kmpkg_error_set(KMPKG_EVERIFY, "E_SIGNATURE_INVALID", NULL, NEXT_INVALID,
 				     "%s: the trusted comment was altered (global signature does not verify)",
 				     sig_path);
 		goto cleanup;
 	}
-	if ((rc = check_binding(tc, name, version, sha256, dg.sha256, sig_path)) != 0)
+	if ((rc = kmpkg_sig_check_binding(tc, name, version, sha256, dg.sha256, sig_path)) != 0)
 		goto cleanup;
 	res->verified = true;
 	snprintf(res->status, sizeof(res->status), "verified");

@@ -13,6 +13,7 @@
 
 #include "kmpkg/error.h"
 #include "kmpkg/sig.h"
+#include "sig_parse.h"
 
 static char tmp[256];
 static char root[300];
@@ -424,4 +425,55 @@ Test(sig, cli_key_commands)
 	cr_assert_eq(sh("%s --root %s key add %s 2>/dev/null", bin, root, pkg), 2);
 	cr_assert_eq(sh("%s --root %s key frob 2>/dev/null", bin, root), 2);
 	cr_assert_eq(sh("%s --root %s --json key remove 0123456789abcdef | grep -q E_KEY_NOT_FOUND", bin, root), 0);
+}
+
+/* The text parsers alone (src/sig_parse.h), on the fuzz seeds' key and signature. */
+static char *slurp(const char *rel)
+{
+	char p[1024];
+	long n;
+	char *t;
+	FILE *f;
+
+	snprintf(p, sizeof(p), "%s/%s", getenv("KMPKG_SRCDIR"), rel);
+	f = fopen(p, "rb");
+	cr_assert_not_null(f, "%s", p);
+	fseek(f, 0, SEEK_END);
+	n = ftell(f);
+	rewind(f);
+	t = malloc((size_t)n + 1);
+	cr_assert_not_null(t);
+	cr_assert_eq(fread(t, 1, (size_t)n, f), (size_t)n);
+	t[n] = '\0';
+	fclose(f);
+	return t;
+}
+
+Test(sig, parse_minisign_texts)
+{
+	struct kmpkg_minisign_key k;
+	struct kmpkg_minisig ms;
+	char *t = slurp("fixtures/fuzz/minisign/key.pub");
+	char bad[] = "untrusted comment: x\nRUSDOjBg\ntrusted comment: y\nAAAA\n";
+
+	cr_assert(kmpkg_sig_parse_pub(&k, t));
+	cr_assert_str_eq(k.comment, "minisign public key 235F970460303A83");
+	cr_assert_eq(k.kid[0], 0x83);
+	cr_assert_eq(k.kid[7], 0x23);
+	free(t);
+	t = slurp("fixtures/fuzz/minisign/pkg.minisig");
+	cr_assert_eq(kmpkg_sig_parse_minisig(&ms, t, "pkg.minisig"), 0);
+	cr_assert_eq(ms.alg[1], 'D');
+	cr_assert_eq(memcmp(ms.kid, k.kid, 8), 0);
+	cr_assert(strncmp(ms.trusted_comment, "name=hello version=1.0.0 sha256=21d0", 36) == 0);
+	cr_assert_eq(kmpkg_sig_check_binding(ms.trusted_comment, "hello", "1.0.0", NULL,
+					     "21d0730ecf98500368243368e6a1798cbf373b49e4641fc2de65beb9f97e5706",
+					     "pkg.minisig"), 0);
+	cr_assert_eq(kmpkg_sig_check_binding(ms.trusted_comment, "hellO", NULL, NULL,
+					     "21d0730ecf98500368243368e6a1798cbf373b49e4641fc2de65beb9f97e5706",
+					     "pkg.minisig"), KMPKG_EVERIFY);
+	cr_assert_str_eq(kmpkg_error_last()->code, "E_SIGNATURE_MISMATCH");
+	free(t);
+	cr_assert_eq(kmpkg_sig_parse_minisig(&ms, bad, "bad.minisig"), KMPKG_EVERIFY);
+	cr_assert_str_eq(kmpkg_error_last()->code, "E_SIGNATURE_INVALID");
 }
