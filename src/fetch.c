@@ -23,7 +23,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
-#include <libgen.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -39,6 +38,7 @@
 #include "cli.h" /* KMPKG_VERSION, for the User-Agent */
 #include "kmpkg/error.h"
 #include "kmpkg/fetch.h"
+#include "kmpkg/fsutil.h"
 
 #define BACKOFF_CAP_MS 30000u
 #define MAX_REDIRECTS 5L
@@ -233,35 +233,9 @@ static void final_hex(EVP_MD_CTX *md, char out[65])
 	out[64] = '\0';
 }
 
-static int fsync_dir(const char *dir)
-{
-	int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	int ret = 0;
-
-	if (fd < 0)
-		return kmpkg_error_errno(errno, "open directory", dir);
-	if (fsync(fd) != 0)
-		ret = kmpkg_error_errno(errno, "fsync directory", dir);
-	close(fd);
-	return ret;
-}
-
 static int ensure_dir(const char *dir)
 {
-	char *copy = NULL;
-	int ret = 0;
-
-	if (mkdir(dir, 0755) == 0) {
-		copy = strdup(dir);
-		if (!copy)
-			return kmpkg_error_errno(ENOMEM, "allocate", NULL);
-		ret = fsync_dir(dirname(copy));
-		free(copy);
-		return ret;
-	}
-	if (errno != EEXIST)
-		return kmpkg_error_errno(errno, "create directory", dir);
-	return 0;
+	return kmpkg_fsutil_mkdir(dir, 0755);
 }
 
 /* A cached <sha> that re-hashes correctly sets *hit; one that does not is
@@ -333,21 +307,18 @@ static int part_reset(struct fetch *f)
  * the file is made durable under its final name and *ok set. */
 static int publish_if_valid(struct fetch *f, int *ok, char hex[65])
 {
+	int rc;
+
 	*ok = 0;
 	final_hex(f->md, hex);
 	if (strcmp(hex, f->sha) != 0)
 		return 0;
-	if (fsync(f->fd) != 0)
-		return kmpkg_error_errno(errno, "fsync", f->part_path);
-	if (close(f->fd) != 0) {
-		f->fd = -1;
-		return kmpkg_error_errno(errno, "close", f->part_path);
-	}
+	/* The durable-write helper: fsync, close, rename, fsync of the cache. */
+	rc = kmpkg_fsutil_commit_temp(f->fd, f->part_path, f->final_path);
 	f->fd = -1;
-	if (rename(f->part_path, f->final_path) != 0)
-		return kmpkg_error_errno(errno, "rename", f->part_path);
-	*ok = 1;
-	return fsync_dir(f->o->cache_dir);
+	if (rc == 0)
+		*ok = 1;
+	return rc;
 }
 
 static void progress(struct fetch *f)

@@ -28,6 +28,7 @@
 
 #include "kmpkg/buf.h"
 #include "kmpkg/error.h"
+#include "kmpkg/fsutil.h"
 #include "kmpkg/sig.h"
 #include "sig_parse.h"
 
@@ -283,91 +284,24 @@ static int pem_id(char out[17], EVP_PKEY *pk)
 	return 0;
 }
 
-static int fsync_dir(const char *dir)
-{
-	int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	int rc = 0;
-
-	if (fd < 0 || fsync(fd) != 0)
-		rc = kmpkg_error_errno(errno, "fsync", dir);
-	if (fd >= 0)
-		close(fd);
-	return rc;
-}
-
-/* The durable-file protocol: temp in dir, fsync, rename, fsync dir. */
+/* Key files go through the durable-write helper (temp, fsync, rename,
+ * fsync of the directory). */
 static int write_atomic(const char *dir, const char *name, const char *data, size_t len)
 {
-	char *tmp = NULL, *dst = NULL;
-	size_t off = 0;
-	int fd = -1, rc = 0;
+	char *dst = kmpkg_fsutil_join(dir, name);
+	int rc = kmpkg_fsutil_write_file(dst, data, len, 0644);
 
-	if (asprintf(&tmp, "%s/.%s.tmp-XXXXXX", dir, name) < 0 || asprintf(&dst, "%s/%s", dir, name) < 0) {
-		rc = kmpkg_error_errno(ENOMEM, "write", name);
-		goto cleanup;
-	}
-	fd = mkostemp(tmp, O_CLOEXEC);
-	if (fd < 0) {
-		rc = kmpkg_error_errno(errno, "create", dir);
-		free(tmp);
-		tmp = NULL;
-		goto cleanup;
-	}
-	while (off < len) {
-		ssize_t n = write(fd, data + off, len - off);
-
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0) {
-			rc = kmpkg_error_errno(errno, "write", tmp);
-			goto cleanup;
-		}
-		off += (size_t)n;
-	}
-	if (fchmod(fd, 0644) != 0 || fsync(fd) != 0) {
-		rc = kmpkg_error_errno(errno, "fsync", tmp);
-		goto cleanup;
-	}
-	if (close(fd) != 0) {
-		fd = -1;
-		rc = kmpkg_error_errno(errno, "close", tmp);
-		goto cleanup;
-	}
-	fd = -1;
-	if (rename(tmp, dst) != 0) {
-		rc = kmpkg_error_errno(errno, "rename", dst);
-		goto cleanup;
-	}
-	free(tmp);
-	tmp = NULL;
-	rc = fsync_dir(dir);
-cleanup:
-	if (fd >= 0)
-		close(fd);
-	if (tmp)
-		unlink(tmp);
-	free(tmp);
 	free(dst);
 	return rc;
 }
 
 static int mkdirs(const char *root)
 {
-	const char *parts[] = { "", "/kmpkg", "/kmpkg/keys" };
-	char *p = NULL;
-	size_t i;
-	int rc = 0;
+	char *p = kmpkg_fsutil_join(root, "kmpkg/keys");
+	int rc = kmpkg_fsutil_mkdir_p(p, 0755);
 
-	for (i = 0; i < 3; i++) {
-		if (asprintf(&p, "%s%s", root, parts[i]) < 0)
-			return kmpkg_error_errno(ENOMEM, "mkdir", root);
-		if (mkdir(p, 0755) != 0 && errno != EEXIST)
-			rc = kmpkg_error_errno(errno, "mkdir", p);
-		free(p);
-		if (rc)
-			return rc;
-	}
-	return 0;
+	free(p);
+	return rc;
 }
 
 void kmpkg_key_release(struct kmpkg_key *k)
@@ -633,11 +567,7 @@ int kmpkg_sig_key_remove(struct kmpkg_key *out, const char *root, const char *id
 			kmpkg_error_clear();
 			continue;
 		}
-		if (unlink(out->file) != 0) {
-			rc = kmpkg_error_errno(errno, "remove", out->file);
-			goto cleanup;
-		}
-		rc = fsync_dir(dir);
+		rc = kmpkg_fsutil_rmtree(out->file);
 		goto cleanup;
 	}
 not_found:
