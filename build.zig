@@ -23,7 +23,8 @@ const c_flags = [_][]const u8{
     "-fno-omit-frame-pointer",
 };
 
-const system_libs = [_][]const u8{ "lmdb", "archive", "git2", "yaml", "crypto", "curl", "jansson" };
+// libcurl is not linked: src/fetch.c dlopens it on the first download.
+const system_libs = [_][]const u8{ "lmdb", "archive", "git2", "yaml", "crypto", "jansson" };
 
 // GCC's AddressSanitizer runtime (Debian libasan8) works with the
 // instrumentation Zig's clang emits; Zig ships no ASan runtime of its own.

@@ -85,12 +85,14 @@ static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
 static int curl_ready;
 static char curl_init_error[256];
 
-#ifdef KMPKG_TESTING
-/* Test builds load libcurl only when a fetch happens. With Zig's clang
- * instrumentation and GCC's libasan, the constructor of libp11-kit (pulled in
- * by libcurl through GnuTLS) corrupts glibc's setlocale lock when it runs
- * before main; every Criterion worker of every test binary then hangs in
- * exit(). Loaded after main it is harmless. Release builds link directly. */
+/* libcurl is loaded only when a fetch happens (kmpkg does not link it).
+ * Two reasons. Start-up: libcurl and the 20-odd libraries it pulls in
+ * (GSSAPI, LDAP, RTMP, SSH, PSL, IDN, nghttp2...) cost about 4 ms per process
+ * to map and initialise, which every `list`, `status` or `rollback` would pay
+ * for nothing. And in test builds (Zig's clang instrumentation with GCC's
+ * libasan) the constructor of libp11-kit, pulled in through GnuTLS, corrupts
+ * glibc's setlocale lock when it runs before main, and every Criterion worker
+ * hangs in exit(); loaded after main it is harmless. */
 static int sym(void *lib, const char *name, void *fnptr)
 {
 	void *p = dlsym(lib, name);
@@ -118,19 +120,6 @@ static int curl_resolve(void)
 	}
 	return 0;
 }
-#else
-static int curl_resolve(void)
-{
-	cu.global_init = curl_global_init;
-	cu.easy_init = curl_easy_init;
-	cu.easy_setopt = curl_easy_setopt;
-	cu.easy_perform = curl_easy_perform;
-	cu.easy_getinfo = curl_easy_getinfo;
-	cu.easy_cleanup = curl_easy_cleanup;
-	cu.easy_strerror = curl_easy_strerror;
-	return 0;
-}
-#endif
 
 static void curl_init(void)
 {

@@ -1757,10 +1757,21 @@ static int unfinished(json_t **out, struct kmpkg_state *st)
 	struct kmpkg_state_txn *t = NULL;
 	int err;
 
+	json_t *holder = NULL;
+
 	*out = json_array();
 	if ((err = kmpkg_state_begin(&t, st, false)) != 0)
 		return err;
-	err = kmpkg_state_foreach(t, KMPKG_DB_TXNS, NULL, 0, false, collect_unfinished, *out);
+	/* commit_with writes the lock holder record in every commit of an
+	 * unfinished transaction and deletes it in the commit that records the
+	 * outcome, so no holder means nothing in flight: readers then pay one
+	 * lookup, not a scan of the whole history. */
+	err = kmpkg_state_gets(&holder, t, KMPKG_DB_LOCK, "holder");
+	json_decref(holder);
+	if (err == KMPKG_ENOTFOUND)
+		err = 0;
+	else if (err == 0)
+		err = kmpkg_state_foreach(t, KMPKG_DB_TXNS, NULL, 0, false, collect_unfinished, *out);
 	kmpkg_state_abort(t);
 	return err;
 }
