@@ -398,6 +398,12 @@ static int write_installed(struct kmpkg_state_txn *t, json_t *set)
 			goto cleanup;
 	}
 	json_object_foreach(set, name, val) {
+		json_t *was = json_object_get(old, name);
+
+		/* Unchanged plugins keep their record: a transaction writes what
+		 * it changes, not the whole installed set. */
+		if (was && json_equal(json_object_get(was, "entry"), val))
+			continue;
 		err = kmpkg_state_gets(&rec, t, KMPKG_DB_STORE, json_string_value(val));
 		if (err == KMPKG_ENOTFOUND)
 			err = kmpkg_error_set(KMPKG_EGENERIC, "E_STATE_CORRUPT", NULL, NULL,
