@@ -93,13 +93,14 @@ int kmpkg_cmd_verify(struct kmpkg_cli *cli, int argc, char **argv)
 	size_t i, nfiles = 0, nmod = 0, nmiss = 0, nextra = 0, nbad = 0;
 	int c, err;
 
+	opterr = 0;
 	while ((c = getopt_long(argc, argv, "+h", opts, NULL)) != -1) {
 		if (c == 'h') {
 			printf("%s\n", USAGE);
 			err = 0;
 			goto cleanup;
 		}
-		err = kmpkg_cli_usage("verify", USAGE);
+		err = kmpkg_cli_usage("verify", "unknown option %s; %s", argv[optind - 1], USAGE);
 		goto cleanup;
 	}
 	if ((err = kmpkg_cmdutil_open_reader(&st, cli->root)) != 0 ||
