@@ -141,6 +141,8 @@ int kmpkg_cmd_verify(struct kmpkg_cli *cli, int argc, char **argv)
 			       json_array_size(recs), json_array_size(recs) == 1 ? "" : "s", nfiles,
 			       nfiles == 1 ? "" : "s", nmod, nmiss, nextra);
 	}
+	/* The findings come before main's error line on a shared terminal or log. */
+	fflush(stdout);
 	if (nbad)
 		err = kmpkg_error_set(KMPKG_EVERIFY, "E_VERIFY_MODIFIED", NULL,
 				      "find out who changed them; then remove the plugin and install it again from a trusted package",
