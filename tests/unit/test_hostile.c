@@ -530,6 +530,35 @@ Test(hostile, minisign_for_another_name_version_or_digest)
 	snprintf(comment, sizeof(comment), "name=foo version=1.1.0 sha256=%064d", 0);
 	minisign_sign("k", bad, comment);
 	refused(bad, "E_SIGNATURE_MISMATCH", NULL);
+	/* Tokens match whole values, not prefixes or extensions. */
+	minisign_sign("k", bad, "name=fo version=1.1.0");
+	refused(bad, "E_SIGNATURE_MISMATCH", NULL);
+	minisign_sign("k", bad, "name=foo2 version=1.1.0");
+	refused(bad, "E_SIGNATURE_MISMATCH", NULL);
+	minisign_sign("k", bad, "name=foo version=1.1");
+	refused(bad, "E_SIGNATURE_MISMATCH", NULL);
+	minisign_sign("k", bad, "name=foo version=1.1.0-rc.1");
+	refused(bad, "E_SIGNATURE_MISMATCH", NULL);
+	free(bad);
+}
+
+Test(hostile, minisign_forged_key_id)
+{
+	char *bad = signed_setup();
+
+	/* Signed by an untrusted key whose signature claims the trusted key's id. */
+	minisign_keys("other");
+	minisign_sign("other", bad, "name=foo version=1.1.0");
+	cr_assert_eq(sh("cd '%s' && python3 -c '\n"
+			"import base64,sys\n"
+			"pub=base64.b64decode(open(\"k.pub\").read().splitlines()[1])\n"
+			"l=open(sys.argv[1]).read().splitlines()\n"
+			"sig=bytearray(base64.b64decode(l[1])); sig[2:10]=pub[2:10]\n"
+			"l[1]=base64.b64encode(bytes(sig)).decode()\n"
+			"open(sys.argv[1],\"w\").write(\"\\n\".join(l)+\"\\n\")' '%s.minisig'",
+			W, bad),
+		     0);
+	refused(bad, "E_SIGNATURE_INVALID", NULL);
 	free(bad);
 }
 
