@@ -632,6 +632,20 @@ Test(hostile, minisign_garbage_and_missing)
 	refused(bad, "E_SIGNATURE_", NULL);
 	/* --allow-unsigned never waives a bad signature. */
 	refused(bad, "E_SIGNATURE_", "--allow-unsigned");
+	/* It waives a missing one, and says so. */
+	cr_assert_eq(unlink(sig), 0);
+	{
+		struct kres r = fx_run(R, NULL, "install", "--allow-unsigned", bad, NULL);
+		json_t *rec;
+
+		cr_assert_eq(r.status, 0, "%s", r.err);
+		cr_assert(strstr(r.err, "warning: --allow-unsigned"), "%s", r.err);
+		rec = fx_get(R, KMPKG_DB_INSTALLED, "foo");
+		cr_assert_str_eq(json_string_value(json_object_get(json_object_get(rec, "signature"), "status")),
+				 "unsigned, allowed");
+		json_decref(rec);
+		fx_free(&r);
+	}
 	free(bad);
 	free(sig);
 }
