@@ -39,6 +39,11 @@ int kmpkg_cmdutil_parse(struct kmpkg_cmdopts *out, struct kmpkg_cli *cli, const 
 			out->txn.correlation_id = optarg;
 			break;
 		case 'u':
+			/* Said loudly, whatever --quiet: it weakens what the operator's keys protect. */
+			if (!out->txn.allow_unsigned)
+				fprintf(stderr, "kmpkg: warning: --allow-unsigned: packages without a signature "
+						"will be installed although signing keys are trusted; use it for local "
+						"development only\n");
 			out->txn.allow_unsigned = true;
 			break;
 		case 'p': {

@@ -15,6 +15,7 @@ const struct kmpkg_cmd kmpkg_commands[] = {
 	{ "show", "one transaction's phase timeline", kmpkg_cmd_show },
 	{ "gc", "delete generations and files no longer needed", kmpkg_cmd_gc },
 	{ "preflight", "check manifests against a host profile (CI gate)", kmpkg_cmd_preflight },
+	{ "verify", "re-hash installed files against their install-time records", kmpkg_cmd_verify },
 	{ "key", "manage trusted signing keys", kmpkg_cmd_key },
 	{ "pack", "build a reproducible .kmpkg from a plugin directory", kmpkg_cmd_pack },
 	{ "semver", "compare versions and test ranges (node-semver rules)", kmpkg_cmd_semver },
