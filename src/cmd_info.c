@@ -72,7 +72,7 @@ int kmpkg_cmd_info(struct kmpkg_cli *cli, int argc, char **argv)
 
 		if (rec) {
 			json_object_set(o, "record", rec);
-			json_object_set_new(o, "files_count", json_integer((json_int_t)json_array_size(json_object_get(rec, "files"))));
+			json_object_set_new(o, "files_count", json_integer(json_integer_value(json_object_get(rec, "nfiles"))));
 		}
 		kmpkg_cli_print_json(o);
 	} else if (!cli->quiet) {
@@ -83,7 +83,7 @@ int kmpkg_cmd_info(struct kmpkg_cli *cli, int argc, char **argv)
 				printf("description:   %s\n", js(rec, "description"));
 			printf("store entry:   kmpkg/store/%s\n", js(rec, "entry"));
 			printf("archive:       sha256 %s\n", js(rec, "sha256"));
-			printf("files:         %zu\n", json_array_size(json_object_get(rec, "files")));
+			printf("files:         %lld\n", (long long)json_integer_value(json_object_get(rec, "nfiles")));
 			if (json_object_size(json_object_get(rec, "deps")) > 0) {
 				printf("dependencies: ");
 				json_object_foreach(json_object_get(rec, "deps"), k, v)

@@ -34,9 +34,10 @@ static int records(json_t **out, struct kmpkg_state *st, int argc, char **argv)
 	if (argc == 0) {
 		if (t)
 			err = kmpkg_state_foreach(t, KMPKG_DB_INSTALLED, NULL, 0, false, collect, all);
-		goto cleanup;
+		if (err)
+			goto cleanup;
 	}
-	for (i = 0; i < argc; i++) {
+	for (i = 0; argc > 0 && i < argc; i++) {
 		bool dup = false;
 
 		json_array_foreach(all, j, v)
@@ -53,6 +54,23 @@ static int records(json_t **out, struct kmpkg_state *st, int argc, char **argv)
 			goto cleanup;
 		json_array_append_new(all, rec);
 		rec = NULL;
+	}
+	/* The per-file digests live in the store record of the entry (the
+	 * installed record is kept small for list and status). */
+	json_array_foreach(all, j, v) {
+		json_t *store = NULL;
+		const char *entry = json_string_value(json_object_get(v, "entry"));
+
+		if (!t || json_object_get(v, "files") || !entry)
+			continue;
+		err = kmpkg_state_gets(&store, t, KMPKG_DB_STORE, entry);
+		if (err == KMPKG_ENOTFOUND)
+			err = 0;
+		if (err)
+			goto cleanup;
+		if (store && json_object_get(store, "files"))
+			json_object_set(v, "files", json_object_get(store, "files"));
+		json_decref(store);
 	}
 cleanup:
 	kmpkg_state_abort(t);

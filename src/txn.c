@@ -412,6 +412,9 @@ static int write_installed(struct kmpkg_state_txn *t, json_t *set)
 			goto cleanup;
 		copy = json_object_get(json_object_get(old, name), "constraint");
 		json_object_set(rec, "constraint", copy ? copy : json_null());
+		/* The file list (with per-file digests, for verify) stays in the
+		 * store record: list and status read every installed record. */
+		json_object_del(rec, "files");
 		err = kmpkg_state_puts(t, KMPKG_DB_INSTALLED, name, rec);
 		json_decref(rec);
 		rec = NULL;
