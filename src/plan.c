@@ -341,14 +341,14 @@ static int fetch_one(char **out, const struct kmpkg_cli *cli, const json_t *sum)
 		if (!kmpkg_fsutil_exists(*out)) {
 			err = kmpkg_source_read_blob(&blob, src, js(sum, "commit"), url, (size_t)size);
 			if (err && strcmp(kmpkg_error_last()->code, "E_SOURCE_BLOB_TOO_LARGE") == 0)
-				err = kmpkg_error_set(KMPKG_EVERIFY, "E_FETCH_TOO_LARGE", "/artifact/size",
+				err = kmpkg_error_set(KMPKG_EVERIFY, "E_ARTIFACT_SIZE", "/artifact/size",
 						      "the index and the repository disagree; run 'kmpkg source update'",
 						      "%s in source %s is larger than its indexed size %llu", url, source,
 						      (unsigned long long)size);
 			if (err)
 				goto cleanup;
 			if (blob.len != size) {
-				err = kmpkg_error_set(KMPKG_EVERIFY, "E_FETCH_SIZE", "/artifact/size",
+				err = kmpkg_error_set(KMPKG_EVERIFY, "E_ARTIFACT_SIZE", "/artifact/size",
 						      "the index and the repository disagree; run 'kmpkg source update'",
 						      "%s in source %s has %zu bytes, the index says %llu", url, source,
 						      blob.len, (unsigned long long)size);
