@@ -381,7 +381,27 @@ cleanup:
 
 /* ---- the plan ---------------------------------------------------------------- */
 
-static json_t *plan_changes(const struct kmpkg_resolution *res)
+/* A requested NAME@RANGE whose installed version stays: the transaction
+ * still runs (as nothing to do) to remember the new constraint. */
+static const char *new_constraint(const struct kmpkg_resolution_item *it, const struct kmpkg_resolve_request *reqs,
+				  size_t n, const json_t *installed)
+{
+	const char *cur = js(json_object_get(installed, it->name), "constraint");
+	size_t j;
+
+	for (j = 0; j < n; j++) {
+		if (strcmp(reqs[j].name, it->name) != 0 || !reqs[j].range)
+			continue;
+		if (it->action != KMPKG_RESOLVE_KEEP)
+			return reqs[j].range;
+		if ((!cur || strcmp(cur, reqs[j].range) != 0) && json_object_get(it->userdata, "artifact"))
+			return reqs[j].range;
+	}
+	return NULL;
+}
+
+static json_t *plan_changes(const struct kmpkg_resolution *res, const struct kmpkg_resolve_request *reqs, size_t n,
+			    const json_t *installed)
 {
 	json_t *a = json_array();
 	size_t i;
@@ -390,7 +410,7 @@ static json_t *plan_changes(const struct kmpkg_resolution *res)
 		const struct kmpkg_resolution_item *it = &res->items[i];
 		const json_t *s = it->userdata;
 
-		if (it->action == KMPKG_RESOLVE_KEEP)
+		if (it->action == KMPKG_RESOLVE_KEEP && !new_constraint(it, reqs, n, installed))
 			continue;
 		json_array_append_new(a, json_pack("{s:s, s:s?, s:s, s:s, s:s?, s:s?, s:b}", "name", it->name, "from",
 						   it->installed_version, "to", it->version, "action",
@@ -574,7 +594,7 @@ int kmpkg_plan_run(const struct kmpkg_cli *cli, struct kmpkg_cmdopts *o, char *c
 	err = kmpkg_resolve(&res, l.r, reqs, n, mode == KMPKG_PLAN_UPDATE_ALL ? KMPKG_RESOLVE_UPGRADE_ALL : 0);
 	if (err)
 		goto cleanup;
-	changes = plan_changes(res);
+	changes = plan_changes(res, reqs, n, l.installed);
 	/* Close the read transaction before anything takes the lock. */
 	kmpkg_state_abort(l.t);
 	l.t = NULL;
@@ -604,7 +624,7 @@ int kmpkg_plan_run(const struct kmpkg_cli *cli, struct kmpkg_cmdopts *o, char *c
 		const struct kmpkg_resolution_item *it = &res->items[i];
 		const json_t *s = it->userdata;
 
-		if (it->action == KMPKG_RESOLVE_KEEP)
+		if (it->action == KMPKG_RESOLVE_KEEP && !new_constraint(it, reqs, n, l.installed))
 			continue;
 		if (it->action != KMPKG_RESOLVE_UPGRADE)
 			all_upgrades = false;
@@ -616,9 +636,7 @@ int kmpkg_plan_run(const struct kmpkg_cli *cli, struct kmpkg_cmdopts *o, char *c
 		tg[ntg].expect_sha256 = js(json_object_get(s, "artifact"), "sha256");
 		tg[ntg].source = js(s, "source");
 		tg[ntg].source_commit = js(s, "commit");
-		for (j = 0; j < n; j++)
-			if (strcmp(reqs[j].name, it->name) == 0 && reqs[j].range)
-				tg[ntg].constraint = reqs[j].range;
+		tg[ntg].constraint = new_constraint(it, reqs, n, l.installed);
 		ntg++;
 	}
 	o->txn.lock = lock;
