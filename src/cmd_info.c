@@ -1,9 +1,13 @@
-/* kmpkg info NAME: the installed record and the versions it went through. */
+/* kmpkg info NAME: the installed record, the versions it went through, and
+ * every version the sources offer (index cache), with whether each would
+ * pass preflight on this host (<root>/kmpkg/host.yaml). */
 #include <stdio.h>
 #include <string.h>
 
 #include "cmdutil.h"
 #include "kmpkg/error.h"
+#include "kmpkg/index.h"
+#include "plan.h"
 
 static const char *js(const json_t *o, const char *k)
 {
@@ -33,11 +37,34 @@ static json_t *history_of(const json_t *txns, const char *name)
 	return h;
 }
 
+/* [{version, source, commit, description, passes, reason, installed}] newest first. */
+static json_t *available_of(const json_t *vers, const struct kmpkg_host *host, const json_t *rec)
+{
+	json_t *a = json_array(), *s;
+	char why[512];
+	size_t i;
+
+	json_array_foreach(vers, i, s) {
+		bool ok = kmpkg_plan_passes(host, s, NULL, why, sizeof(why));
+		const char *iv = rec ? js(rec, "version") : NULL;
+
+		json_array_append_new(a, json_pack("{s:O, s:O?, s:O?, s:O?, s:O?, s:b, s:s?, s:b, s:O?, s:O?}", "version",
+						   json_object_get(s, "version"), "source", json_object_get(s, "source"),
+						   "commit", json_object_get(s, "commit"), "description",
+						   json_object_get(s, "description"), "deps", json_object_get(s, "deps"),
+						   "passes_preflight", ok, "reason", ok ? NULL : why, "installed",
+						   iv && strcmp(iv, js(s, "version")) == 0, "host",
+						   json_object_get(s, "host"), "api", json_object_get(s, "api")));
+	}
+	return a;
+}
+
 int kmpkg_cmd_info(struct kmpkg_cli *cli, int argc, char **argv)
 {
 	struct kmpkg_state *st = NULL;
 	struct kmpkg_state_txn *t = NULL;
-	json_t *rec = NULL, *txns = NULL, *hist = NULL, *v;
+	struct kmpkg_host *host = NULL;
+	json_t *rec = NULL, *txns = NULL, *hist = NULL, *vers = NULL, *avail = NULL, *v;
 	const char *name, *k;
 	size_t i;
 	int err;
@@ -60,15 +87,22 @@ int kmpkg_cmd_info(struct kmpkg_cli *cli, int argc, char **argv)
 			goto cleanup;
 		if ((err = kmpkg_cmdutil_txns(&txns, t)) != 0)
 			goto cleanup;
+		if ((err = kmpkg_index_versions(&vers, t, name)) != 0)
+			goto cleanup;
 	}
 	hist = history_of(txns, name);
-	if (!rec && json_array_size(hist) == 0) {
-		err = kmpkg_error_set(KMPKG_ENOTFOUND, "E_NOT_INSTALLED", NULL, "'kmpkg list' shows what is installed",
-				      "%s is not installed and has no history", name);
+	if (!rec && json_array_size(hist) == 0 && json_array_size(vers) == 0) {
+		err = kmpkg_error_set(KMPKG_ENOTFOUND, "E_NOT_INSTALLED", NULL,
+				      "'kmpkg list' shows what is installed, 'kmpkg search TERM' what the sources offer",
+				      "%s is not installed, has no history and no source offers it", name);
 		goto cleanup;
 	}
+	if (json_array_size(vers) > 0 && (err = kmpkg_plan_load_host(&host, cli->root)) != 0)
+		goto cleanup;
+	avail = available_of(vers, host, rec);
 	if (cli->json) {
-		json_t *o = json_pack("{s:s, s:b, s:O}", "name", name, "installed", rec != NULL, "history", hist);
+		json_t *o = json_pack("{s:s, s:b, s:O, s:O, s:b}", "name", name, "installed", rec != NULL, "history", hist,
+				      "available", avail, "host_profile", host != NULL);
 
 		if (rec) {
 			json_object_set(o, "record", rec);
@@ -97,8 +131,21 @@ int kmpkg_cmd_info(struct kmpkg_cli *cli, int argc, char **argv)
 			printf("installed by:  %s\n", js(rec, "installed_by"));
 		} else {
 			printf("installed:     no\n");
+			if (json_array_size(vers) > 0 && js(json_array_get(vers, 0), "description"))
+				printf("description:   %s\n", js(json_array_get(vers, 0), "description"));
 		}
-		printf("history:\n");
+		if (json_array_size(avail) > 0) {
+			printf("available%s:\n", host ? " (preflight on this host)" : " (no host profile: not checked)");
+			json_array_foreach(avail, i, v) {
+				printf("  %-12s %-12s %.12s  %s%s%s%s\n", js(v, "version"), js(v, "source"),
+				       js(v, "commit") ? js(v, "commit") : "",
+				       json_is_true(json_object_get(v, "passes_preflight")) ? "ok" : "incompatible",
+				       js(v, "reason") ? ": " : "", js(v, "reason") ? js(v, "reason") : "",
+				       json_is_true(json_object_get(v, "installed")) ? "  (installed)" : "");
+			}
+		}
+		if (json_array_size(hist) > 0)
+			printf("history:\n");
 		json_array_foreach(hist, i, v) {
 			printf("  %s  %-8s %s%s%s  %s  %s\n", js(v, "started") ? js(v, "started") : "", js(v, "op"),
 			       js(v, "from") ? js(v, "from") : "", js(v, "from") && js(v, "to") ? " \u2192 " : "",
@@ -111,6 +158,9 @@ cleanup:
 	json_decref(rec);
 	json_decref(txns);
 	json_decref(hist);
+	json_decref(vers);
+	json_decref(avail);
+	kmpkg_host_free(host);
 	kmpkg_state_abort(t);
 	kmpkg_state_free(st);
 	return err;

@@ -14,7 +14,7 @@
 #define STATE_MAPSIZE ((size_t)1 << 30)
 
 static const char *const db_names[KMPKG_DB_COUNT] = {
-	"meta", "txns", "journal", "installed", "store", "generations", "lock",
+	"meta", "txns", "journal", "installed", "store", "generations", "lock", "sources", "index", "catalog",
 };
 
 struct kmpkg_state {
@@ -262,6 +262,44 @@ int kmpkg_state_foreach(struct kmpkg_state_txn *t, enum kmpkg_db db, const void 
 			goto cleanup;
 		}
 		r = fn(ctx, k.mv_data, k.mv_size, val);
+		if (r < 0) {
+			err = r;
+			goto cleanup;
+		}
+		if (r > 0)
+			break;
+	}
+	if (rc != 0 && rc != MDB_NOTFOUND)
+		err = mdb_err(rc, "read");
+cleanup:
+	mdb_cursor_close(c);
+	return err;
+}
+
+int kmpkg_state_foreach_raw(struct kmpkg_state_txn *t, enum kmpkg_db db, const void *prefix, size_t plen,
+			    kmpkg_state_raw_fn fn, void *ctx)
+{
+	MDB_cursor *c = NULL;
+	MDB_val k, v;
+	int rc, err = 0;
+
+	if (!t->s->have[db])
+		return 0;
+	if ((rc = mdb_cursor_open(t->txn, t->s->dbi[db], &c)) != 0)
+		return mdb_err(rc, "cursor");
+	if (plen) {
+		k.mv_size = plen;
+		k.mv_data = (void *)prefix;
+		rc = mdb_cursor_get(c, &k, &v, MDB_SET_RANGE);
+	} else {
+		rc = mdb_cursor_get(c, &k, &v, MDB_FIRST);
+	}
+	for (; rc == 0; rc = mdb_cursor_get(c, &k, &v, MDB_NEXT)) {
+		int r;
+
+		if (plen && !has_prefix(&k, prefix, plen))
+			break;
+		r = fn(ctx, k.mv_data, k.mv_size, v.mv_data, v.mv_size);
 		if (r < 0) {
 			err = r;
 			goto cleanup;

@@ -691,7 +691,7 @@ static int engine_open(struct engine *e)
 {
 	int err;
 
-	if ((err = kmpkg_lock_acquire(&e->lock, e->o->root, e->o->wait_secs)) != 0)
+	if (!e->o->lock && (err = kmpkg_lock_acquire(&e->lock, e->o->root, e->o->wait_secs)) != 0)
 		return err;
 	if ((err = kmpkg_state_open(&e->st, e->o->root, true)) != 0)
 		return err;
@@ -2081,6 +2081,18 @@ int kmpkg_txn_install_targets(json_t **out, const struct kmpkg_txn_opts *o, cons
 								 : json_string(tg[i].path));
 	if ((err = txn_start(&e, targets)) != 0)
 		goto cleanup;
+	/* Which source index each target was resolved against: written with the
+	 * record by the next commit (the start of download). */
+	for (i = 0; i < n; i++) {
+		if (!tg[i].source)
+			continue;
+		if (!json_object_get(e.rec, "resolved"))
+			json_object_set_new(e.rec, "resolved", json_array());
+		json_array_append_new(json_object_get(e.rec, "resolved"),
+				      json_pack("{s:s?, s:s?, s:s, s:s?}", "name", tg[i].expect_name, "version",
+						tg[i].expect_version, "source", tg[i].source, "commit",
+						tg[i].source_commit));
+	}
 
 	if ((err = phase_begin(&e, "download", NULL, NULL)) != 0)
 		goto cleanup;

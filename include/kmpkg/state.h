@@ -10,6 +10,12 @@
  *   store       store entry -> the same record as installed, for every entry a generation uses
  *   generations be32(N) -> {plugins: {name: entry}, txn, created, healthy}
  *   lock        "holder" -> {pid, id, op, phase, since}
+ *   sources     source name -> {name, url, ref, token_env, keys, trusted, added, updated, ...}
+ *   index       name \0 version \0 source -> an index manifest's summary (src/index.c)
+ *   catalog     plugin name -> {version (newest), description, sources}: what search scans
+ *
+ * Databases added after a root was created (sources, index, catalog) are
+ * created by the next writable open; a read-only open treats them as empty.
  *
  * Lifetime: every json_t handed out is a fresh copy parsed from the LMDB
  * value, owned by the caller (json_decref), valid after the transaction ends.
@@ -30,6 +36,9 @@ enum kmpkg_db {
 	KMPKG_DB_STORE,
 	KMPKG_DB_GENERATIONS,
 	KMPKG_DB_LOCK,
+	KMPKG_DB_SOURCES,
+	KMPKG_DB_INDEX,
+	KMPKG_DB_CATALOG,
 	KMPKG_DB_COUNT
 };
 
@@ -64,6 +73,13 @@ int kmpkg_state_del(struct kmpkg_state_txn *t, enum kmpkg_db db, const void *key
 typedef int (*kmpkg_state_fn)(void *ctx, const void *key, size_t klen, json_t *val);
 int kmpkg_state_foreach(struct kmpkg_state_txn *t, enum kmpkg_db db, const void *prefix, size_t plen,
 			bool reverse, kmpkg_state_fn fn, void *ctx);
+
+/* The same over the raw bytes, for scans that must not parse every record
+ * (search, source removal): key and val are borrowed from LMDB for the call
+ * only. fn returns 0 to go on, 1 to stop, <0 error. */
+typedef int (*kmpkg_state_raw_fn)(void *ctx, const void *key, size_t klen, const void *val, size_t vlen);
+int kmpkg_state_foreach_raw(struct kmpkg_state_txn *t, enum kmpkg_db db, const void *prefix, size_t plen,
+			    kmpkg_state_raw_fn fn, void *ctx);
 
 /* String-keyed conveniences. */
 int kmpkg_state_gets(json_t **out, struct kmpkg_state_txn *t, enum kmpkg_db db, const char *key);

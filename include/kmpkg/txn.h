@@ -17,6 +17,8 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+struct kmpkg_lock;
+
 struct kmpkg_txn_opts {
 	const char *root;
 	const char *correlation_id;   /* NULL: a fresh UUIDv7 */
@@ -27,6 +29,8 @@ struct kmpkg_txn_opts {
 	char **allow_permissions;     /* recorded; n_allow_permissions of them */
 	size_t n_allow_permissions;
 	const char *signature;        /* detached signature for one local package */
+	struct kmpkg_lock *lock;      /* NULL: the engine takes the root lock; else the caller
+				       * already holds it (kept, not released) */
 };
 
 /* The five phases, in order; index + 1 is the "phase n/5" shown by status. */
@@ -41,6 +45,8 @@ struct kmpkg_txn_target {
 	const char *expect_version; /* NULL, or must equal the manifest's version */
 	const char *expect_sha256;  /* NULL, or must equal the archive's digest (E_DIGEST_MISMATCH) */
 	const char *constraint;     /* NULL, or the range remembered for the plugin (install NAME@RANGE) */
+	const char *source;         /* NULL, or the source the target was resolved from ... */
+	const char *source_commit;  /* ... and its index commit; both recorded in the txn's "resolved" */
 };
 
 int kmpkg_txn_install_targets(json_t **out, const struct kmpkg_txn_opts *o, const struct kmpkg_txn_target *t,
