@@ -8,9 +8,9 @@ int kmpkg_cmd_install(struct kmpkg_cli *cli, int argc, char **argv)
 	json_t *s = NULL;
 	int err;
 
-	err = kmpkg_cmdutil_parse(&o, cli, "install", KMPKG_OPT_SIGNATURE, argc, argv,
+	err = kmpkg_cmdutil_parse(&o, cli, "install", KMPKG_OPT_SIGNATURE | KMPKG_OPT_HOST, argc, argv,
 				  "install [--dry-run] [--correlation-id ID] [--allow-unsigned] "
-				  "[--allow-permission PERM] [--signature FILE] PATH...");
+				  "[--allow-permission PERM]... [--host FILE] [--signature FILE] PATH...");
 	if (err)
 		return err > 0 ? 0 : err;
 	if (o.first_arg >= argc) {
