@@ -32,8 +32,10 @@
  * LMDB commit with a journal event, done by phase_begin / phase_end):
  *
  *   1 download            stage_download: stream each .kmpkg into cache/<sha256>
- *   2 verify              stage_verify: re-hash, read + check the manifest,
- *                         extract to tmp/<id>/, one syncfs, rename into store/
+ *   2 verify              verify_manifest: re-hash, read + check the manifest,
+ *                         signature; preflight_changes: the preflight gate
+ *                         (below); verify_store: extract to tmp/<id>/, one
+ *                         syncfs, rename into store/
  *   3 dependency-prepare  check_deps: every dependency of the new set satisfied
  *   4 activate            activate: record to_gen (same commit as the start
  *                         event), build tmp/<id>/gen, rename to generations/N,
@@ -41,6 +43,33 @@
  *                         and the installed set
  *   5 health-check        health_check: run each changed plugin's check; the
  *                         commit of the outcome sets meta.known_good = N
+ *
+ * The preflight gate (verify, before anything is extracted): every package
+ * of an install/update is checked by kmpkg_preflight_check_manifest against
+ * the host profile (opts.host_file, default kmpkg/host.yaml), with the
+ * transaction's packages plus the installed plugins they do not replace as
+ * the plugin set for capabilities; dependencies stay with phase 3 (exit 5).
+ * Any error finding aborts the transaction (exit 3, code "E_" + the first
+ * finding's code); all findings go into the verify end event ("findings"),
+ * warnings also into the record and the summary ("warnings"). Decisions:
+ *   - No host profile at the default path: host range, api, tier and
+ *     capabilities are not judged (warning NO_HOST_PROFILE), but
+ *     permissions still are, with nothing pre-allowed (least privilege).
+ *     A --host FILE that does not exist is a usage error; an invalid
+ *     profile aborts with its schema findings (exit 3).
+ *   - A declared permission passes when the profile's permissions_allowed
+ *     lists it, when the plugin's installed record lists it in
+ *     granted_permissions (earlier grants: installs and updates inherit
+ *     them), or when given with --allow-permission; else
+ *     PERMISSION_NOT_GRANTED, whose next step is the exact command.
+ *   - Grants made by the flag go into rec.granted {name: [perm]} at verify
+ *     and into installed[name].granted_permissions only in the commit that
+ *     ends the transaction committed (record_grants via commit_extra), so a
+ *     rolled-back or aborted change grants nothing. write_installed carries
+ *     granted_permissions across versions like the constraint; remove drops
+ *     the record and with it the grants. Host-allowed permissions are never
+ *     recorded as grants.
+ *   - --dry-run runs the same gate (no journal).
  *
  * remove runs phases 3-4 (no download, nothing to check); rollback runs 3-5
  * and re-activates an existing generation (new_gen = false) or, for one
