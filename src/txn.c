@@ -1337,6 +1337,17 @@ static void note_grants(struct change *c, const struct kmpkg_host *host,
 	json_decref(fresh);
 }
 
+static bool needs_plugin_capability(const struct engine *e, const struct kmpkg_host *host)
+{
+	size_t i, j;
+
+	for (i = 0; i < e->nch; i++)
+		for (j = 0; !e->ch[i].noop && e->ch[i].m && j < e->ch[i].m->requires.n; j++)
+			if (!kmpkg_strlist_contains(&host->capabilities, e->ch[i].m->requires.v[j]))
+				return true;
+	return false;
+}
+
 /* The first error finding as the transaction's error (exit 3). */
 static int preflight_error(const struct kmpkg_diags *d, const char *id)
 {
@@ -1379,7 +1390,9 @@ static int preflight_changes(struct engine *e)
 
 	if ((err = load_host(&host, e, &d)) != 0)
 		goto cleanup;
-	if ((err = kmpkg_preflight_load_installed(&inst, &ninst, e->p.root)) != 0)
+	/* Installed manifests matter only for a capability the host lacks. */
+	if (host && needs_plugin_capability(e, host) &&
+	    (err = kmpkg_preflight_load_installed(&inst, &ninst, e->p.root)) != 0)
 		goto cleanup;
 	given = calloc(e->nch + 1, sizeof(*given));
 	others = calloc(ninst + 1, sizeof(*others));

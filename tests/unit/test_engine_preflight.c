@@ -190,7 +190,7 @@ Test(engine_preflight, host_range_mismatch_aborts_and_changes_nothing)
 
 Test(engine_preflight, api_mismatch_and_tier_too_high)
 {
-	char *a, *t;
+	char *a, *t, *u;
 	json_t *err;
 
 	host_profile();
@@ -209,8 +209,16 @@ Test(engine_preflight, api_mismatch_and_tier_too_high)
 	cr_assert(strstr(jstr(err, "message"), "enterprise") != NULL);
 	assert_unchanged("tier2", "E_TIER_TOO_LOW");
 	json_decref(err);
+
+	/* http.client implies network, which the manifest must declare. */
+	u = fx_pkg(W, "undecl", "1.0.0", TOOL_OK, "capabilities:\n  requires: [http.client]\n");
+	err = RUN(3, "install", "--correlation-id", "undeclared", u);
+	cr_assert_str_eq(jstr(err, "code"), "E_PERMISSION_UNDECLARED");
+	assert_unchanged("undeclared", "E_PERMISSION_UNDECLARED");
+	json_decref(err);
 	free(a);
 	free(t);
+	free(u);
 }
 
 Test(engine_preflight, capability_from_the_same_transaction_or_installed)
@@ -247,6 +255,7 @@ Test(engine_preflight, permission_needs_a_grant_and_updates_inherit_it)
 {
 	char *p1, *p11, *p12;
 	json_t *err, *rec, *txn, *g;
+	struct kres r;
 
 	host_profile();
 	base_install();
@@ -276,6 +285,10 @@ Test(engine_preflight, permission_needs_a_grant_and_updates_inherit_it)
 	cr_assert_eq(json_array_size(g), 1);
 	cr_assert_str_eq(json_string_value(json_array_get(g, 0)), "secrets");
 	json_decref(txn);
+	r = fx_run(R, NULL, "info", "vault", NULL);
+	cr_assert_eq(r.status, 0);
+	cr_assert(strstr(r.out, "granted:       secrets\n") != NULL, "%s", r.out);
+	fx_free(&r);
 
 	/* The update inherits the grant. */
 	p11 = fx_pkg(W, "vault", "1.1.0", TOOL_OK, "permissions: [network, secrets]\n");
