@@ -97,7 +97,7 @@ int kmpkg_cmd_info(struct kmpkg_cli *cli, int argc, char **argv)
 				      "%s is not installed, has no history and no source offers it", name);
 		goto cleanup;
 	}
-	if (json_array_size(vers) > 0 && (err = kmpkg_plan_load_host(&host, cli->root)) != 0)
+	if (json_array_size(vers) > 0 && (err = kmpkg_plan_load_host(&host, cli->root, NULL)) != 0)
 		goto cleanup;
 	avail = available_of(vers, host, rec);
 	if (cli->json) {
@@ -126,6 +126,19 @@ int kmpkg_cmd_info(struct kmpkg_cli *cli, int argc, char **argv)
 			}
 			if (js(rec, "constraint"))
 				printf("constraint:    %s\n", js(rec, "constraint"));
+			if (json_array_size(json_object_get(rec, "permissions")) > 0) {
+				printf("permissions:  ");
+				json_array_foreach(json_object_get(rec, "permissions"), i, v)
+					printf(" %s", json_string_value(v));
+				printf("\n");
+			}
+			if (json_array_size(json_object_get(rec, "granted_permissions")) > 0) {
+				/* --allow-permission grants (kmpkg-install(1)); the rest is host-allowed. */
+				printf("granted:      ");
+				json_array_foreach(json_object_get(rec, "granted_permissions"), i, v)
+					printf(" %s", json_string_value(v));
+				printf("\n");
+			}
 			if (js(json_object_get(rec, "signature"), "status"))
 				printf("signature:     %s\n", js(json_object_get(rec, "signature"), "status"));
 			printf("installed by:  %s\n", js(rec, "installed_by"));

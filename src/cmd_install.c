@@ -11,9 +11,9 @@ int kmpkg_cmd_install(struct kmpkg_cli *cli, int argc, char **argv)
 	size_t i, n, names = 0;
 	int err;
 
-	err = kmpkg_cmdutil_parse(&o, cli, "install", KMPKG_OPT_SIGNATURE, argc, argv,
+	err = kmpkg_cmdutil_parse(&o, cli, "install", KMPKG_OPT_SIGNATURE | KMPKG_OPT_HOST, argc, argv,
 				  "install [--dry-run] [--correlation-id ID] [--allow-unsigned] "
-				  "[--allow-permission PERM] [--signature FILE] TARGET... "
+				  "[--allow-permission PERM]... [--host FILE] [--signature FILE] TARGET... "
 				  "(TARGET: NAME, NAME@RANGE or the PATH of a .kmpkg)");
 	if (err)
 		return err > 0 ? 0 : err;

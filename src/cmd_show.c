@@ -101,6 +101,14 @@ int kmpkg_cmd_show(struct kmpkg_cli *cli, int argc, char **argv)
 			if (js(ev, "code"))
 				printf("  error[%s]: %s", js(ev, "code"), js(ev, "message"));
 			printf("\n");
+			/* Preflight findings of the verify phase (kmpkg-preflight(1) codes). */
+			json_array_foreach(json_object_get(ev, "findings"), k, r) {
+				printf("      %s[%s] %s: %s\n", js(r, "severity") ? js(r, "severity") : "error",
+				       js(r, "code"), js(r, "field") && js(r, "field")[0] ? js(r, "field") : "/",
+				       js(r, "message"));
+				if (js(r, "next_step"))
+					printf("        next step: %s\n", js(r, "next_step"));
+			}
 			json_array_foreach(json_object_get(ev, "output"), k, r) {
 				printf("      %s %s: %s\n", js(r, "name"), js(r, "version"),
 				       json_is_true(json_object_get(r, "passed")) ? "passed" : js(r, "reason"));

@@ -12,9 +12,9 @@ int kmpkg_cmd_update(struct kmpkg_cli *cli, int argc, char **argv)
 	size_t i, n, names = 0;
 	int err;
 
-	err = kmpkg_cmdutil_parse(&o, cli, "update", KMPKG_OPT_SIGNATURE, argc, argv,
+	err = kmpkg_cmdutil_parse(&o, cli, "update", KMPKG_OPT_SIGNATURE | KMPKG_OPT_HOST, argc, argv,
 				  "update [--dry-run] [--correlation-id ID] [--allow-unsigned] "
-				  "[--allow-permission PERM] [--signature FILE] [NAME...|PATH...]");
+				  "[--allow-permission PERM]... [--host FILE] [--signature FILE] [NAME...|PATH...]");
 	if (err)
 		return err > 0 ? 0 : err;
 	n = argc > o.first_arg ? (size_t)(argc - o.first_arg) : 0;

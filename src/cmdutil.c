@@ -20,6 +20,7 @@ int kmpkg_cmdutil_parse(struct kmpkg_cmdopts *out, struct kmpkg_cli *cli, const 
 		{ "force", no_argument, NULL, 'f' },
 		{ "to", required_argument, NULL, 't' },
 		{ "keep", required_argument, NULL, 'k' },
+		{ "host", required_argument, NULL, 'H' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -60,6 +61,11 @@ int kmpkg_cmdutil_parse(struct kmpkg_cmdopts *out, struct kmpkg_cli *cli, const 
 			if (!(extra & KMPKG_OPT_SIGNATURE))
 				goto bad;
 			out->txn.signature = optarg;
+			break;
+		case 'H':
+			if (!(extra & KMPKG_OPT_HOST))
+				goto bad;
+			out->txn.host_file = optarg;
 			break;
 		case 'f':
 			if (!(extra & KMPKG_OPT_FORCE))
@@ -170,6 +176,8 @@ char *kmpkg_cmdutil_describe(const json_t *rec)
 void kmpkg_cmdutil_print_summary(const struct kmpkg_cli *cli, json_t *s)
 {
 	const char *outcome, *op;
+	const json_t *w;
+	size_t i;
 	struct kmpkg_buf b = KMPKG_BUF_INIT;
 
 	if (!s)
@@ -196,6 +204,10 @@ void kmpkg_cmdutil_print_summary(const struct kmpkg_cli *cli, json_t *s)
 		kmpkg_cli_say(cli, "  generation %lld is active (transaction %s)\n",
 			      (long long)json_integer_value(json_object_get(s, "generation")), js(s, "id"));
 	}
+	/* Preflight warnings (e.g. NO_HOST_PROFILE): on stderr, like main's errors. */
+	json_array_foreach(json_object_get(s, "warnings"), i, w)
+		if (!cli->quiet)
+			fprintf(stderr, "kmpkg: warning[%s]: %s\n", js(w, "code"), js(w, "message"));
 	kmpkg_buf_release(&b);
 	json_decref(s);
 }

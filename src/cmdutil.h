@@ -18,6 +18,7 @@ enum {
 	KMPKG_OPT_TO = 1 << 1,
 	KMPKG_OPT_KEEP = 1 << 2,
 	KMPKG_OPT_SIGNATURE = 1 << 3,
+	KMPKG_OPT_HOST = 1 << 4,      /* --host FILE: the host profile for preflight */
 };
 
 struct kmpkg_cmdopts {

@@ -1,4 +1,5 @@
 /* Installing by name: resolution from the index cache, fetch, one transaction (src/plan.h). */
+#include <errno.h>
 #include <openssl/evp.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -40,16 +41,28 @@ bool kmpkg_plan_is_name(const char *operand)
 	return kmpkg_manifest_name_valid(name);
 }
 
-int kmpkg_plan_load_host(struct kmpkg_host **out, const char *root)
+int kmpkg_plan_load_host(struct kmpkg_host **out, const char *root, const char *file)
 {
 	struct kmpkg_diags d = KMPKG_DIAGS_INIT;
-	char *kdir = kmpkg_fsutil_join(root, "kmpkg"), *path = kmpkg_fsutil_join(kdir, "host.yaml");
+	char *kdir = kmpkg_fsutil_join(root, "kmpkg");
+	char *path = file ? strdup(file) : kmpkg_fsutil_join(kdir, "host.yaml");
 	size_t i;
 	int err = 0;
 
 	*out = NULL;
-	if (!kmpkg_fsutil_exists(path))
+	if (!path) {
+		err = kmpkg_error_errno(ENOMEM, "load host profile", file);
 		goto cleanup;
+	}
+	if (!kmpkg_fsutil_exists(path)) {
+		/* The default profile is optional (host checks are skipped with a
+		 * warning); one named with --host must exist. */
+		if (file)
+			err = kmpkg_error_set(KMPKG_EUSAGE, "E_HOST_PROFILE_MISSING", NULL,
+					      "give the path of a host profile (kmpkg-host(5))",
+					      "no host profile at %s", file);
+		goto cleanup;
+	}
 	err = kmpkg_host_load_file(out, path, &d);
 	if (err == KMPKG_EUSAGE) {
 		for (i = 0; i < d.n && d.v[i].severity != KMPKG_SEV_ERROR; i++)
@@ -94,6 +107,11 @@ bool kmpkg_plan_passes(const struct kmpkg_host *host, const json_t *summary, con
 			continue;
 		if (strcmp(f->code, "CAPABILITY_MISSING") == 0 && f->required && provided &&
 		    json_object_get(provided, f->required))
+			continue;
+		/* Elevated permissions are a grant the operator gives at install
+		 * (--allow-permission), judged by the engine's gate: they do not
+		 * make a version incompatible with the host. */
+		if (strcmp(f->code, "PERMISSION_NOT_ALLOWED") == 0 || strcmp(f->code, "PERMISSION_NOT_GRANTED") == 0)
 			continue;
 		ok = false;
 		if (why && whylen)
@@ -544,7 +562,7 @@ int kmpkg_plan_run(const struct kmpkg_cli *cli, struct kmpkg_cmdopts *o, char *c
 				      mode == KMPKG_PLAN_INSTALL ? "installing" : "updating");
 		goto cleanup;
 	}
-	if ((err = kmpkg_plan_load_host(&host, cli->root)) != 0)
+	if ((err = kmpkg_plan_load_host(&host, cli->root, o->txn.host_file)) != 0)
 		goto cleanup;
 	l.host = host;
 	if ((err = kmpkg_resolver_new(&l.r)) != 0)

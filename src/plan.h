@@ -20,8 +20,9 @@
 /* True when the operand is a plugin name or NAME@RANGE rather than a path. */
 bool kmpkg_plan_is_name(const char *operand);
 
-/* The host profile at <root>/kmpkg/host.yaml; *out NULL (and 0) when there is none. */
-int kmpkg_plan_load_host(struct kmpkg_host **out, const char *root);
+/* The host profile `file`, or (file NULL) <root>/kmpkg/host.yaml; *out NULL
+ * (and 0) when file is NULL and there is none. */
+int kmpkg_plan_load_host(struct kmpkg_host **out, const char *root, const char *file);
 
 /* Preflight of one index summary on host (NULL: passes). On failure, a
  * one-line reason ("CODE: message") goes to why. provided (may be NULL) is an

@@ -47,6 +47,10 @@ static const struct code_doc catalogue[] = {
 	  "Install (and preflight together) a plugin that provides it, or run on a host that offers it." },
 	{ "PERMISSION_NOT_ALLOWED", "A declared permission is not in the host's permissions_allowed.",
 	  "Have the host operator allow the permission, or use a plugin version that does not need it." },
+	{ "PERMISSION_NOT_GRANTED", "install/update: a declared permission is neither allowed by the host profile nor granted on this root.",
+	  "Grant it with --allow-permission PERM on the install or update (recorded), or have the host operator allow it." },
+	{ "NO_HOST_PROFILE", "install/update: the root has no host profile, so host, api, tier and capability checks were skipped.",
+	  "Write the host profile to <root>/kmpkg/host.yaml (kmpkg-host(5)) or pass --host FILE." },
 	{ "PERMISSION_UNDECLARED", "A required capability implies a permission the manifest does not declare.",
 	  "Declare the implied permission in `permissions`." },
 	{ "TIER_TOO_LOW", "The plugin needs a higher subscription tier than the host has.",
@@ -608,26 +612,69 @@ static void check_capabilities(struct check *c)
 	kmpkg_buf_release(&have);
 }
 
+bool kmpkg_preflight_permission_ok(const struct kmpkg_preflight_ctx *ctx, const char *p)
+{
+	return (ctx->host && kmpkg_strlist_contains(&ctx->host->permissions_allowed, p)) ||
+	       (ctx->granted && kmpkg_strlist_contains(ctx->granted, p));
+}
+
+/* The engine's next step: one command granting every permission of the
+ * manifest that is still missing. */
+static void grant_step(struct kmpkg_buf *next, const struct check *c)
+{
+	const struct kmpkg_preflight_ctx *ctx = c->ctx;
+	const struct kmpkg_manifest *m = c->m;
+	size_t i, n = 0;
+
+	kmpkg_buf_puts(next, ctx->grant_command);
+	for (i = 0; i < m->permissions.n; i++) {
+		if (kmpkg_preflight_permission_ok(ctx, m->permissions.v[i]))
+			continue;
+		kmpkg_buf_printf(next, " --allow-permission %s", m->permissions.v[i]);
+		n++;
+	}
+	if (ctx->grant_args && ctx->grant_args[0])
+		kmpkg_buf_printf(next, " %s", ctx->grant_args);
+	kmpkg_buf_printf(next, " (grants %s to %s on this root), or have the host operator allow %s in "
+			       "permissions_allowed of %s",
+			 n > 1 ? "them" : "it", m->name, n > 1 ? "them" : "it",
+			 ctx->host && ctx->host->file ? ctx->host->file : "the host profile (kmpkg-host(5))");
+}
+
 static void check_permissions(struct check *c)
 {
-	const struct kmpkg_host *h = c->ctx->host;
+	static const struct kmpkg_strlist none = { NULL, 0 };
+	const struct kmpkg_preflight_ctx *ctx = c->ctx;
+	const struct kmpkg_host *h = ctx->host;
 	const struct kmpkg_manifest *m = c->m;
 	struct kmpkg_buf field = KMPKG_BUF_INIT, next = KMPKG_BUF_INIT, allowed = KMPKG_BUF_INIT,
 			 declared = KMPKG_BUF_INIT;
 	size_t i;
 
-	join(&allowed, &h->permissions_allowed, "none");
+	join(&allowed, h ? &h->permissions_allowed : &none, "none");
+	if (ctx->granted && ctx->granted->n) {
+		kmpkg_buf_puts(&allowed, "; granted: ");
+		join(&allowed, ctx->granted, "none");
+	}
 	join(&declared, &m->permissions, "none");
 	for (i = 0; i < m->permissions.n; i++) {
 		const char *p = m->permissions.v[i];
 
-		if (kmpkg_strlist_contains(&h->permissions_allowed, p))
+		if (kmpkg_preflight_permission_ok(ctx, p))
 			continue;
 		kmpkg_buf_clear(&field);
 		kmpkg_buf_printf(&field, "/permissions/%zu", i);
 		kmpkg_buf_clear(&next);
+		if (ctx->grant_command) {
+			grant_step(&next, c);
+			report(c, KMPKG_SEV_ERROR, "PERMISSION_NOT_GRANTED", field.ptr, allowed.ptr, p, next.ptr,
+			       "%s@%s needs permission '%s', which the host profile does not allow and "
+			       "which is not granted on this root",
+			       m->name, m->version, p);
+			continue;
+		}
 		kmpkg_buf_printf(&next, "ask the host operator to add %s to permissions_allowed in %s (or "
-					"`kmpkg install --allow-permission %s` for one install), or use a version "
+					"`kmpkg install --allow-permission %s` to grant it to this plugin), or use a version "
 					"of %s that does not need it",
 				 p, h->file ? h->file : "the host profile", p, m->name);
 		report(c, KMPKG_SEV_ERROR, "PERMISSION_NOT_ALLOWED", field.ptr, allowed.ptr, p, next.ptr,
@@ -750,8 +797,9 @@ int kmpkg_preflight_check_manifest(const struct kmpkg_preflight_ctx *ctx, const 
 		check_api_range(&c);
 		check_tier(&c);
 		check_capabilities(&c);
-		check_permissions(&c);
 	}
+	if (ctx->host || ctx->grant_command)
+		check_permissions(&c);
 	if (!ctx->skip_dependencies)
 		check_dependencies(&c);
 	if (c.oom)
@@ -762,7 +810,7 @@ int kmpkg_preflight_check_manifest(const struct kmpkg_preflight_ctx *ctx, const 
 int kmpkg_preflight_check_file(const char *path, const struct kmpkg_host *host, struct kmpkg_diags *d)
 {
 	struct kmpkg_manifest *m = NULL;
-	struct kmpkg_preflight_ctx ctx = { host, NULL, 0, NULL, 0, true };
+	struct kmpkg_preflight_ctx ctx = { .host = host, .skip_dependencies = true };
 	int err;
 
 	err = kmpkg_preflight_load(&m, path, d);

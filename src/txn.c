@@ -32,8 +32,10 @@
  * LMDB commit with a journal event, done by phase_begin / phase_end):
  *
  *   1 download            stage_download: stream each .kmpkg into cache/<sha256>
- *   2 verify              stage_verify: re-hash, read + check the manifest,
- *                         extract to tmp/<id>/, one syncfs, rename into store/
+ *   2 verify              verify_manifest: re-hash, read + check the manifest,
+ *                         signature; preflight_changes: the preflight gate
+ *                         (below); verify_store: extract to tmp/<id>/, one
+ *                         syncfs, rename into store/
  *   3 dependency-prepare  check_deps: every dependency of the new set satisfied
  *   4 activate            activate: record to_gen (same commit as the start
  *                         event), build tmp/<id>/gen, rename to generations/N,
@@ -41,6 +43,33 @@
  *                         and the installed set
  *   5 health-check        health_check: run each changed plugin's check; the
  *                         commit of the outcome sets meta.known_good = N
+ *
+ * The preflight gate (verify, before anything is extracted): every package
+ * of an install/update is checked by kmpkg_preflight_check_manifest against
+ * the host profile (opts.host_file, default kmpkg/host.yaml), with the
+ * transaction's packages plus the installed plugins they do not replace as
+ * the plugin set for capabilities; dependencies stay with phase 3 (exit 5).
+ * Any error finding aborts the transaction (exit 3, code "E_" + the first
+ * finding's code); all findings go into the verify end event ("findings"),
+ * warnings also into the record and the summary ("warnings"). Decisions:
+ *   - No host profile at the default path: host range, api, tier and
+ *     capabilities are not judged (warning NO_HOST_PROFILE), but
+ *     permissions still are, with nothing pre-allowed (least privilege).
+ *     A --host FILE that does not exist is a usage error; an invalid
+ *     profile aborts with its schema findings (exit 3).
+ *   - A declared permission passes when the profile's permissions_allowed
+ *     lists it, when the plugin's installed record lists it in
+ *     granted_permissions (earlier grants: installs and updates inherit
+ *     them), or when given with --allow-permission; else
+ *     PERMISSION_NOT_GRANTED, whose next step is the exact command.
+ *   - Grants made by the flag go into rec.granted {name: [perm]} at verify
+ *     and into installed[name].granted_permissions only in the commit that
+ *     ends the transaction committed (record_grants via commit_extra), so a
+ *     rolled-back or aborted change grants nothing. write_installed carries
+ *     granted_permissions across versions like the constraint; remove drops
+ *     the record and with it the grants. Host-allowed permissions are never
+ *     recorded as grants.
+ *   - --dry-run runs the same gate (no journal).
  *
  * remove runs phases 3-4 (no download, nothing to check); rollback runs 3-5
  * and re-activates an existing generation (new_gen = false) or, for one
@@ -95,12 +124,14 @@
 #include <unistd.h>
 
 #include "kmpkg/archive.h"
+#include "kmpkg/buf.h"
 #include "kmpkg/error.h"
 #include "kmpkg/fault.h"
 #include "kmpkg/fsutil.h"
 #include "kmpkg/health.h"
 #include "kmpkg/lock.h"
 #include "kmpkg/manifest.h"
+#include "kmpkg/preflight.h"
 #include "kmpkg/semver.h"
 #include "kmpkg/sig.h"
 #include "kmpkg/state.h"
@@ -136,6 +167,9 @@ struct change {
 	json_t *rec;         /* the new store record (owned), NULL when removed */
 	bool noop;           /* same entry as installed: nothing to do */
 	const struct kmpkg_txn_target *target; /* expectations and constraint, or NULL */
+	struct kmpkg_manifest *m; /* the package's manifest, during verify */
+	json_t *sig;         /* signature result, from verify_manifest to verify_store */
+	json_t *grants;      /* the plugin's granted_permissions once committed, NULL: unchanged */
 };
 
 struct paths {
@@ -160,6 +194,8 @@ struct engine {
 	bool new_gen;
 	uint64_t phase_t0;
 	char *staging;        /* kmpkg/tmp/<id> */
+	json_t *findings;     /* preflight findings, journaled with the verify end event */
+	json_t *warnings;     /* preflight warnings [{code, message}], for the summary */
 };
 
 /* ---- small utilities ------------------------------------------------ */
@@ -297,6 +333,9 @@ static void change_release(struct change *c)
 	free(c->from_version);
 	free(c->from_entry);
 	json_decref(c->rec);
+	kmpkg_manifest_free(c->m);
+	json_decref(c->sig);
+	json_decref(c->grants);
 }
 
 static struct change *add_change(struct engine *e)
@@ -415,6 +454,10 @@ static int write_installed(struct kmpkg_state_txn *t, json_t *set)
 		/* The file list (with per-file digests, for verify) stays in the
 		 * store record: list and status read every installed record. */
 		json_object_del(rec, "files");
+		/* Grants belong to the plugin on this root, not to one version. */
+		copy = json_object_get(json_object_get(old, name), "granted_permissions");
+		if (copy)
+			json_object_set(rec, "granted_permissions", copy);
 		err = kmpkg_state_puts(t, KMPKG_DB_INSTALLED, name, rec);
 		json_decref(rec);
 		rec = NULL;
@@ -512,6 +555,10 @@ static int phase_end(struct engine *e, const char *phase, int failure, json_t *o
 	}
 	if (output)
 		json_object_set_new(ev, "output", output);
+	if (e->findings) {
+		json_object_set_new(ev, "findings", e->findings);
+		e->findings = NULL;
+	}
 	err = commit_with(e, ev, extra, arg);
 	if (!err)
 		fault_at(phase, "end");
@@ -671,6 +718,8 @@ static void engine_release(struct engine *e)
 	json_decref(e->rec);
 	json_decref(e->cur);
 	json_decref(e->next);
+	json_decref(e->findings);
+	json_decref(e->warnings);
 	free(e->staging);
 	kmpkg_state_free(e->st);
 	kmpkg_lock_release(e->lock);
@@ -764,6 +813,8 @@ static json_t *summary(const struct engine *e)
 			if (json_object_get(e->rec, k[i]))
 				json_object_set(s, k[i], json_object_get(e->rec, k[i]));
 	}
+	if (e->warnings && json_array_size(e->warnings))
+		json_object_set(s, "warnings", e->warnings);
 	return s;
 }
 
@@ -1087,13 +1138,12 @@ static int check_expected(const struct change *c, const struct kmpkg_manifest *m
 	return 0;
 }
 
-static int verify_one(struct engine *e, struct change *c, bool update)
+/* Verify, first half: the digest of the cached archive, its manifest (kept
+ * in c->m for preflight), what it must be and the signature. */
+static int verify_manifest(struct engine *e, struct change *c, bool update)
 {
-	struct kmpkg_extract_limits lim;
-	struct kmpkg_filelist *fl = NULL;
-	struct kmpkg_manifest *m = NULL;
 	struct kmpkg_sig_result sr;
-	char sha[65], *stage = NULL, *dest = NULL;
+	char sha[65];
 	const char *slash = strrchr(c->path, '/');
 	int fd = -1, err;
 
@@ -1105,17 +1155,35 @@ static int verify_one(struct engine *e, struct change *c, bool update)
 				      "%s: cached archive has sha256 %s, expected %s", c->path, sha, c->sha256);
 		goto cleanup;
 	}
-	if ((err = load_manifest(&m, c->cache, slash ? slash + 1 : c->path)) != 0)
+	if ((err = load_manifest(&c->m, c->cache, slash ? slash + 1 : c->path)) != 0)
 		goto cleanup;
-	if ((err = check_expected(c, m)) != 0)
+	if ((err = check_expected(c, c->m)) != 0)
 		goto cleanup;
-	if ((err = classify(e, c, m, update)) != 0 || c->noop)
+	if ((err = classify(e, c, c->m, update)) != 0 || c->noop)
 		goto cleanup;
 	/* The signature sits beside the package the operator named. */
-	if ((err = kmpkg_sig_check(e->p.root, c->path, e->o->signature, m->name, m->version, c->sha256,
+	if ((err = kmpkg_sig_check(e->p.root, c->path, e->o->signature, c->m->name, c->m->version, c->sha256,
 				   e->o->allow_unsigned, &sr)) != 0)
 		goto cleanup;
+	c->sig = json_pack("{s:s, s:b, s:s, s:s}", "status", sr.status, "verified", sr.verified, "kind", sr.kind,
+			   "key_id", sr.key_id);
+cleanup:
+	if (fd >= 0)
+		close(fd);
+	return err;
+}
 
+/* Verify, second half (after preflight passed): extract into the staging,
+ * check the health command, rename the entry into the store. */
+static int verify_store(struct engine *e, struct change *c)
+{
+	struct kmpkg_extract_limits lim;
+	struct kmpkg_filelist *fl = NULL;
+	char *stage = NULL, *dest = NULL;
+	int err;
+
+	if (c->noop)
+		return 0;
 	if ((err = kmpkg_fsutil_mkdir_p(e->staging, 0755)) != 0)
 		goto cleanup;
 	stage = kmpkg_fsutil_join(e->staging, c->entry);
@@ -1125,11 +1193,10 @@ static int verify_one(struct engine *e, struct change *c, bool update)
 	if ((err = kmpkg_archive_extract(&fl, c->cache, stage, &lim)) != 0)
 		goto cleanup;
 	kmpkg_fault("verify:after-extract");
-	if ((err = check_health_command(m, stage)) != 0)
+	if ((err = check_health_command(c->m, stage)) != 0)
 		goto cleanup;
-	c->rec = store_record(e, c, m, fl);
-	json_object_set_new(c->rec, "signature", json_pack("{s:s, s:b, s:s, s:s}", "status", sr.status, "verified",
-							    sr.verified, "kind", sr.kind, "key_id", sr.key_id));
+	c->rec = store_record(e, c, c->m, fl);
+	json_object_set(c->rec, "signature", c->sig);
 
 	dest = kmpkg_fsutil_join(e->p.store, c->entry);
 	if (kmpkg_fsutil_is_dir(dest)) {
@@ -1141,12 +1208,291 @@ static int verify_one(struct engine *e, struct change *c, bool update)
 	}
 	kmpkg_fault("verify:after-store");
 cleanup:
-	if (fd >= 0)
-		close(fd);
 	kmpkg_filelist_free(fl);
-	kmpkg_manifest_free(m);
 	free(stage);
 	free(dest);
+	return err;
+}
+
+/* ---- phase 2, continued: preflight (SPEC §1, §8, §9) ----------------------- */
+
+/* The host profile: --host FILE, else <root>/kmpkg/host.yaml. Without one
+ * (the default path absent) *out stays NULL and d gets NO_HOST_PROFILE; an
+ * invalid profile leaves its error findings in d. */
+static int load_host(struct kmpkg_host **out, struct engine *e, struct kmpkg_diags *d)
+{
+	char *path = e->o->host_file ? xstrdup(e->o->host_file) : kmpkg_fsutil_join(e->p.kdir, "host.yaml");
+	int err = 0;
+
+	*out = NULL;
+	if (!kmpkg_fsutil_exists(path)) {
+		if (e->o->host_file) {
+			err = kmpkg_error_set(KMPKG_EUSAGE, "E_HOST_PROFILE_MISSING", "--host",
+					      "give the path of a host profile (kmpkg-host(5))", "no host profile at %s",
+					      path);
+			goto cleanup;
+		}
+		err = kmpkg_diags_add(d, KMPKG_SEV_WARNING, "NO_HOST_PROFILE", "", path, 0, 0, "a host profile", "none",
+				      "write the host profile there (kmpkg-host(5)) or pass --host FILE",
+				      "no host profile at %s: host version, api, tier and capability checks skipped "
+				      "(permissions still need a grant)",
+				      path);
+		goto cleanup;
+	}
+	err = kmpkg_host_load_file(out, path, d);
+	if (err == KMPKG_EUSAGE)
+		err = 0; /* its findings are in d and end the transaction */
+cleanup:
+	free(path);
+	return err;
+}
+
+static void strlist_add(struct kmpkg_strlist *l, const char *s)
+{
+	char **v;
+
+	if (kmpkg_strlist_contains(l, s))
+		return;
+	v = realloc(l->v, (l->n + 1) * sizeof(*v));
+	if (!v)
+		abort();
+	l->v = v;
+	l->v[l->n++] = xstrdup(s);
+}
+
+/* The permissions granted to `name` by earlier transactions on this root. */
+static void prior_grants(struct engine *e, const char *name, struct kmpkg_strlist *out)
+{
+	struct kmpkg_state_txn *t = NULL;
+	json_t *rec = NULL, *p;
+	size_t i;
+
+	if (!e->st || kmpkg_state_begin(&t, e->st, false) != 0)
+		goto cleanup;
+	if (kmpkg_state_gets(&rec, t, KMPKG_DB_INSTALLED, name) != 0)
+		goto cleanup;
+	json_array_foreach(json_object_get(rec, "granted_permissions"), i, p)
+		if (json_is_string(p))
+			strlist_add(out, json_string_value(p));
+cleanup:
+	kmpkg_state_abort(t);
+	json_decref(rec);
+	kmpkg_error_clear();
+}
+
+/* A command-line word as the operator would retype it. */
+static void shell_word(struct kmpkg_buf *b, const char *w)
+{
+	const char *p;
+
+	if (w[0] && strspn(w, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._/@+:,=-") ==
+			    strlen(w)) {
+		kmpkg_buf_puts(b, w);
+		return;
+	}
+	kmpkg_buf_puts(b, "'");
+	for (p = w; *p; p++) {
+		if (*p == '\'')
+			kmpkg_buf_puts(b, "'\\''");
+		else
+			kmpkg_buf_put(b, p, 1);
+	}
+	kmpkg_buf_puts(b, "'");
+}
+
+/* The targets of this transaction as given on the command line. */
+static char *target_args(const struct engine *e)
+{
+	struct kmpkg_buf b = KMPKG_BUF_INIT;
+	size_t i;
+
+	for (i = 0; i < e->nch; i++) {
+		const struct change *c = &e->ch[i];
+		const struct kmpkg_txn_target *t = c->target;
+		char *w = t && t->expect_name ? xasprintf("%s%s%s", t->expect_name, t->constraint ? "@" : "",
+							  t->constraint ? t->constraint : "")
+					      : xstrdup(c->path);
+
+		if (i)
+			kmpkg_buf_puts(&b, " ");
+		shell_word(&b, w);
+		free(w);
+	}
+	return b.ptr ? kmpkg_buf_detach(&b) : xstrdup("");
+}
+
+/* What this transaction grants c's plugin: the --allow-permission values
+ * it declares and needs (neither allowed by the host nor granted before).
+ * c->grants = earlier grants + those; NULL when nothing new. */
+static void note_grants(struct change *c, const struct kmpkg_host *host,
+			const struct kmpkg_strlist *prior, json_t *granted)
+{
+	json_t *fresh = json_array();
+	size_t i;
+
+	for (i = 0; i < c->m->permissions.n; i++) {
+		const char *p = c->m->permissions.v[i];
+
+		if ((host && kmpkg_strlist_contains(&host->permissions_allowed, p)) ||
+		    kmpkg_strlist_contains(prior, p))
+			continue;
+		json_array_append_new(fresh, json_string(p)); /* passed, so granted by the flag */
+	}
+	if (json_array_size(fresh)) {
+		c->grants = strlist_json(prior);
+		json_array_extend(c->grants, fresh);
+		json_object_set(granted, c->name, fresh);
+	}
+	json_decref(fresh);
+}
+
+static bool needs_plugin_capability(const struct engine *e, const struct kmpkg_host *host)
+{
+	size_t i, j;
+
+	for (i = 0; i < e->nch; i++)
+		for (j = 0; !e->ch[i].noop && e->ch[i].m && j < e->ch[i].m->requires.n; j++)
+			if (!kmpkg_strlist_contains(&host->capabilities, e->ch[i].m->requires.v[j]))
+				return true;
+	return false;
+}
+
+/* The first error finding as the transaction's error (exit 3). */
+static int preflight_error(const struct kmpkg_diags *d, const char *id)
+{
+	size_t i, nerr = kmpkg_diags_count(d, KMPKG_SEV_ERROR);
+	char code[64], more[160] = "";
+
+	for (i = 0; i < d->n; i++) {
+		const struct kmpkg_diag *g = &d->v[i];
+
+		if (g->severity != KMPKG_SEV_ERROR)
+			continue;
+		snprintf(code, sizeof(code), "E_%s", g->code);
+		if (nerr > 1)
+			snprintf(more, sizeof(more), "; %zu more error%s%s%s", nerr - 1, nerr > 2 ? "s" : "",
+				 id ? ", see kmpkg show " : "", id ? id : "");
+		return kmpkg_error_set(KMPKG_EPREFLIGHT, code, g->field, g->next_step,
+				       "%s:%d:%d: %s (required: %s; actual: %s)%s", g->file, g->line, g->column,
+				       g->message, g->required ? g->required : "-", g->actual ? g->actual : "-", more);
+	}
+	return 0;
+}
+
+/*
+ * Preflight of every package of the transaction against the host profile,
+ * with the transaction's packages and the installed plugins they do not
+ * replace as the plugin set (capabilities); dependencies are left to
+ * dependency-prepare. Findings go to e->findings (the verify end event),
+ * warnings also to e->warnings; grants to c->grants and rec.granted.
+ */
+static int preflight_changes(struct engine *e)
+{
+	struct kmpkg_diags d = KMPKG_DIAGS_INIT;
+	struct kmpkg_host *host = NULL;
+	struct kmpkg_manifest **inst = NULL, **given = NULL, **others = NULL;
+	struct kmpkg_preflight_ctx ctx = { 0 };
+	json_t *granted = json_object();
+	char *cmd = NULL, *args = NULL;
+	size_t ninst = 0, nothers = 0, i, j;
+	int err;
+
+	if ((err = load_host(&host, e, &d)) != 0)
+		goto cleanup;
+	/* Installed manifests matter only for a capability the host lacks. */
+	if (host && needs_plugin_capability(e, host) &&
+	    (err = kmpkg_preflight_load_installed(&inst, &ninst, e->p.root)) != 0)
+		goto cleanup;
+	given = calloc(e->nch + 1, sizeof(*given));
+	others = calloc(ninst + 1, sizeof(*others));
+	if (!given || !others)
+		abort();
+	for (i = 0; i < e->nch; i++)
+		given[i] = e->ch[i].m;
+	for (j = 0; j < ninst; j++)
+		if (!find_change(e, inst[j]->name, NULL))
+			others[nothers++] = inst[j];
+	cmd = xasprintf("kmpkg %s", e->op);
+	args = target_args(e);
+	ctx.host = host;
+	ctx.given = given;
+	ctx.ngiven = e->nch;
+	ctx.installed = others;
+	ctx.ninstalled = nothers;
+	ctx.skip_dependencies = true;
+	ctx.grant_command = cmd;
+	ctx.grant_args = args;
+	for (i = 0; i < e->nch; i++) {
+		struct change *c = &e->ch[i];
+		struct kmpkg_strlist prior = { NULL, 0 }, allowed = { NULL, 0 };
+		int rc;
+
+		if (c->noop || !c->m)
+			continue;
+		prior_grants(e, c->name, &prior);
+		for (j = 0; j < prior.n; j++)
+			strlist_add(&allowed, prior.v[j]);
+		for (j = 0; j < e->o->n_allow_permissions; j++)
+			strlist_add(&allowed, e->o->allow_permissions[j]);
+		ctx.granted = &allowed;
+		rc = kmpkg_preflight_check_manifest(&ctx, c->m, &d);
+		if (rc == 0)
+			note_grants(c, host, &prior, granted);
+		kmpkg_strlist_release(&prior);
+		kmpkg_strlist_release(&allowed);
+		if (rc == KMPKG_EGENERIC) {
+			err = rc;
+			goto cleanup;
+		}
+	}
+	if (d.n) {
+		json_decref(e->findings);
+		e->findings = kmpkg_diags_to_json(&d);
+	}
+	json_decref(e->warnings);
+	e->warnings = json_array();
+	for (i = 0; i < d.n; i++)
+		if (d.v[i].severity == KMPKG_SEV_WARNING)
+			json_array_append_new(e->warnings, json_pack("{s:s, s:s}", "code", d.v[i].code, "message",
+								     d.v[i].message));
+	if (e->rec) {
+		json_object_set(e->rec, "granted", granted);
+		if (json_array_size(e->warnings))
+			json_object_set(e->rec, "warnings", e->warnings);
+	}
+	err = preflight_error(&d, e->rec ? e->id : NULL);
+cleanup:
+	kmpkg_preflight_manifests_free(inst, ninst);
+	kmpkg_host_free(host);
+	kmpkg_diags_release(&d);
+	json_decref(granted);
+	free(given);
+	free(others);
+	free(cmd);
+	free(args);
+	return err;
+}
+
+/* Writes c->grants into the installed records (the commit that ends the
+ * transaction as committed, so a rolled-back change grants nothing). */
+static int record_grants(struct engine *e, struct kmpkg_state_txn *t)
+{
+	json_t *rec = NULL;
+	size_t i;
+	int err = 0;
+
+	for (i = 0; i < e->nch && !err; i++) {
+		const struct change *c = &e->ch[i];
+
+		if (!c->grants || !c->entry)
+			continue;
+		if ((err = kmpkg_state_gets(&rec, t, KMPKG_DB_INSTALLED, c->name)) != 0)
+			return err;
+		json_object_set(rec, "granted_permissions", c->grants);
+		err = kmpkg_state_puts(t, KMPKG_DB_INSTALLED, c->name, rec);
+		json_decref(rec);
+		rec = NULL;
+	}
 	return err;
 }
 
@@ -1436,6 +1782,8 @@ static int commit_extra(struct engine *e, struct kmpkg_state_txn *t, void *arg)
 	json_decref(g);
 	if (!err)
 		err = kmpkg_state_meta_set(t, "known_good", e->to_gen);
+	if (!err)
+		err = record_grants(e, t);
 	return err;
 }
 
@@ -2019,7 +2367,6 @@ static json_t *plan_json(struct engine *e)
 
 static int plan_packages(struct engine *e, bool update)
 {
-	struct kmpkg_manifest *m = NULL;
 	size_t i;
 	int fd = -1, err = 0;
 
@@ -2031,21 +2378,20 @@ static int plan_packages(struct engine *e, bool update)
 			goto cleanup;
 		close(fd);
 		fd = -1;
-		if ((err = load_manifest(&m, c->path, slash ? slash + 1 : c->path)) != 0)
+		if ((err = load_manifest(&c->m, c->path, slash ? slash + 1 : c->path)) != 0)
 			goto cleanup;
-		if ((err = check_expected(c, m)) != 0 || (err = classify(e, c, m, update)) != 0)
+		if ((err = check_expected(c, c->m)) != 0 || (err = classify(e, c, c->m, update)) != 0)
 			goto cleanup;
-		c->rec = store_record(e, c, m, NULL);
-		kmpkg_manifest_free(m);
-		m = NULL;
+		c->rec = store_record(e, c, c->m, NULL);
 	}
+	if ((err = preflight_changes(e)) != 0)
+		goto cleanup;
 	if ((err = check_deps(e)) != 0)
 		goto cleanup;
 	e->to_gen = real_changes(e) ? e->next_gen : -1;
 cleanup:
 	if (fd >= 0)
 		close(fd);
-	kmpkg_manifest_free(m);
 	return err;
 }
 
@@ -2108,7 +2454,11 @@ int kmpkg_txn_install_targets(json_t **out, const struct kmpkg_txn_opts *o, cons
 	if ((err = phase_begin(&e, "verify", NULL, NULL)) != 0)
 		goto cleanup;
 	for (i = 0; i < e.nch && !err; i++)
-		err = verify_one(&e, &e.ch[i], update);
+		err = verify_manifest(&e, &e.ch[i], update);
+	if (!err)
+		err = preflight_changes(&e);
+	for (i = 0; i < e.nch && !err; i++)
+		err = verify_store(&e, &e.ch[i]);
 	json_object_set_new(e.rec, "changes", changes_json(&e));
 	if (err) {
 		err = abort_txn(&e, "verify", err);

@@ -24,6 +24,19 @@ struct kmpkg_preflight_ctx {
 	struct kmpkg_manifest *const *installed; /* the installed set, or NULL */
 	size_t ninstalled;
 	bool skip_dependencies;                  /* leave dependencies to the resolver */
+	/*
+	 * Set by the engine (install/update), zero for `kmpkg preflight`. With
+	 * grant_command set, permissions are checked even when host is NULL
+	 * (least privilege: without a profile nothing is pre-allowed); one in
+	 * `granted` (earlier grants on the root, --allow-permission) passes as if
+	 * the host allowed it; one neither allowed nor granted is the finding
+	 * PERMISSION_NOT_GRANTED, whose next step is the command
+	 * "<grant_command> --allow-permission P... <grant_args>" naming every
+	 * permission of the manifest still missing.
+	 */
+	const struct kmpkg_strlist *granted;     /* may be NULL */
+	const char *grant_command;               /* e.g. "kmpkg install"; NULL: preflight mode */
+	const char *grant_args;                  /* e.g. the command's targets; may be NULL */
 };
 
 /*
@@ -35,6 +48,9 @@ struct kmpkg_preflight_ctx {
  * KMPKG_ERESOURCE, KMPKG_EVERIFY for a package without a manifest, ...).
  */
 int kmpkg_preflight_load(struct kmpkg_manifest **out, const char *path, struct kmpkg_diags *d);
+
+/* True when the host profile (may be NULL) allows permission p or ctx grants it. */
+bool kmpkg_preflight_permission_ok(const struct kmpkg_preflight_ctx *ctx, const char *p);
 
 /* True when path names a package rather than YAML (".kmpkg" or archive magic). */
 bool kmpkg_preflight_is_package(const char *path);

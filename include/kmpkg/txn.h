@@ -26,8 +26,11 @@ struct kmpkg_txn_opts {
 	bool dry_run;                 /* plan only: no lock, nothing written */
 	bool force;                   /* remove: even if dependents break */
 	bool allow_unsigned;          /* recorded */
-	char **allow_permissions;     /* recorded; n_allow_permissions of them */
+	char **allow_permissions;     /* --allow-permission: granted to the plugins of an
+				       * install/update that declare them (recorded in the
+				       * transaction and the installed set) */
 	size_t n_allow_permissions;
+	const char *host_file;        /* install/update preflight: NULL = <root>/kmpkg/host.yaml */
 	const char *signature;        /* detached signature for one local package */
 	struct kmpkg_lock *lock;      /* NULL: the engine takes the root lock; else the caller
 				       * already holds it (kept, not released) */
