@@ -272,14 +272,17 @@ static la_ssize_t sink_write(struct archive *a, void *data, const void *buf, siz
 	struct sink *s = data;
 	size_t off = 0;
 
+	(void)a;
 	while (off < len) {
 		ssize_t n = write(s->fd, (const char *)buf + off, len - off);
 
 		if (n < 0) {
 			if (errno == EINTR)
 				continue;
+			/* Recorded here, reported by archive_failed() once the
+			 * archive_write_* call fails: libarchive's variadic
+			 * archive_set_error() is not in src/lazylib.c's shim. */
 			s->err = errno;
-			archive_set_error(a, errno, "write failed");
 			return -1;
 		}
 		off += (size_t)n;
