@@ -22,7 +22,8 @@
  * a declared dependency of the package, so this only happens on a broken
  * install, where the clear message and next step are the useful outcome.
  *
- * Every git_* or archive_* function referenced in src/ must be defined here:
+ * Every git_* or archive_* function referenced in src/ or tests/unit/ (the
+ * test binaries do not link the libraries either) must be defined here:
  * scripts/check-lazy (run by scripts/check-docs) compares the objects'
  * undefined symbols with this list. Variadic functions (archive_set_error)
  * cannot be forwarded and are not used. The fuzz build (scripts/fuzz) links
@@ -169,6 +170,14 @@ LAZY(ar, int, archive_write_open2,
 LAZY(ar, int, archive_write_set_bytes_in_last_block, (struct archive *a, int bytes), (a, bytes))
 LAZY(ar, int, archive_write_set_format_pax_restricted, (struct archive *a), (a))
 LAZY(ar, int, archive_write_set_options, (struct archive *a, const char *opts), (a, opts))
+
+/* libarchive, used only by tests/unit (which link this file, not the library) */
+LAZY_VOID(ar, archive_entry_set_hardlink, (struct archive_entry *e, const char *v), (e, v))
+LAZY_VOID(ar, archive_entry_set_rdev, (struct archive_entry *e, dev_t v), (e, v))
+LAZY(ar, int, archive_write_add_filter_xz, (struct archive *a), (a))
+LAZY(ar, int, archive_write_add_filter_zstd, (struct archive *a), (a))
+LAZY(ar, int, archive_write_open_filename, (struct archive *a, const char *file), (a, file))
+LAZY(ar, int, archive_write_set_format_zip, (struct archive *a), (a))
 
 /* libgit2 */
 LAZY_VOID(git, git_blob_free, (git_blob *blob), (blob))
