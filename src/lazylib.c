@@ -15,8 +15,9 @@
  * the real symbol up with dlsym, keeps it in a per-function slot (atomic, so
  * concurrent first calls are safe: they store the same address) and forwards.
  *
- * A library that cannot be loaded, or lacks a symbol, is a fatal error: one
- * line on stderr and exit(1). The callers cannot be told through the library
+ * A library that cannot be loaded, or lacks a symbol, is a fatal error: the
+ * usual "kmpkg: error[E_LIBRARY]: ..." line and its next step on stderr (text
+ * even under --json), then exit(1). The callers cannot be told through the library
  * APIs (git_tree_entry_id, archive_entry_set_perm or git_oid_equal have no
  * error return), and going on would mean calling a null pointer; the library is
  * a declared dependency of the package, so this only happens on a broken
@@ -27,7 +28,10 @@
  * scripts/check-lazy (run by scripts/check-docs) compares the objects'
  * undefined symbols with this list. Variadic functions (archive_set_error)
  * cannot be forwarded and are not used. The fuzz build (scripts/fuzz) links
- * the libraries directly and leaves this file out. */
+ * the libraries directly and leaves this file out. In the Criterion binaries
+ * libgit2 is mapped from the start (libcriterion needs it) and libcriterion's
+ * own git_libgit2_init/shutdown calls bind to the shims here, which forward to
+ * the same library: harmless. */
 #include <dlfcn.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -108,24 +112,24 @@ static void *lib_sym(struct lazylib *l, void (*opener)(void), void **slot, const
 /* LAZY(lib, return type, name, (parameters), (arguments)); LAZY_VOID for
  * functions returning void. A function pointer is filled with memcpy: ISO C
  * has no conversion from void * to a function pointer. */
-#define LAZY_FN(lib, ret, name, params)                                   \
-	static void *slot_##name;                                         \
-	ret(*fn) params;                                                  \
-	void *p_ = lib_sym(&lib, open_##lib, &slot_##name, #name);        \
+#define LAZY_FN(lib, ret, name, params)                            \
+	static void *slot_##name;                                  \
+	ret(*fn) params;                                           \
+	void *p_ = lib_sym(&lib, open_##lib, &slot_##name, #name); \
 	memcpy(&fn, &p_, sizeof(fn))
 
-#define LAZY(lib, ret, name, params, args) \
-	ret name params                    \
-	{                                  \
+#define LAZY(lib, ret, name, params, args)       \
+	ret name params                          \
+	{                                        \
 		LAZY_FN(lib, ret, name, params); \
-		return fn args;            \
+		return fn args;                  \
 	}
 
-#define LAZY_VOID(lib, name, params, args) \
-	void name params                   \
-	{                                  \
+#define LAZY_VOID(lib, name, params, args)        \
+	void name params                          \
+	{                                         \
 		LAZY_FN(lib, void, name, params); \
-		fn args;                   \
+		fn args;                          \
 	}
 
 /* libarchive */
