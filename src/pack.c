@@ -461,12 +461,15 @@ int kmpkg_pack(struct kmpkg_pack_result *out, const char *dir, const char *outpu
 	if ((rc = kmpkg_filelist_check_links(list)) != 0)
 		goto cleanup;
 
+	/* The first libarchive call before the temporary file exists: when
+	 * libarchive cannot be loaded, src/lazylib.c exits at this call and
+	 * leaves nothing behind. */
+	a = archive_write_new();
 	/* Written in a temporary file beside the output, published by the
 	 * durable-write helper (fsync, rename, fsync of the directory). */
 	if ((rc = kmpkg_fsutil_open_temp(&s.fd, &tmp, outdir)) != 0)
 		goto cleanup;
 	s.md = EVP_MD_CTX_new();
-	a = archive_write_new();
 	if (!s.md || !a || !EVP_DigestInit_ex(s.md, EVP_sha256(), NULL)) {
 		rc = kmpkg_error_errno(ENOMEM, "pack", dir);
 		goto cleanup;
