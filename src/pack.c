@@ -272,14 +272,17 @@ static la_ssize_t sink_write(struct archive *a, void *data, const void *buf, siz
 	struct sink *s = data;
 	size_t off = 0;
 
+	(void)a;
 	while (off < len) {
 		ssize_t n = write(s->fd, (const char *)buf + off, len - off);
 
 		if (n < 0) {
 			if (errno == EINTR)
 				continue;
+			/* Recorded here, reported by archive_failed() once the
+			 * archive_write_* call fails: libarchive's variadic
+			 * archive_set_error() is not in src/lazylib.c's shim. */
 			s->err = errno;
-			archive_set_error(a, errno, "write failed");
 			return -1;
 		}
 		off += (size_t)n;
@@ -458,12 +461,15 @@ int kmpkg_pack(struct kmpkg_pack_result *out, const char *dir, const char *outpu
 	if ((rc = kmpkg_filelist_check_links(list)) != 0)
 		goto cleanup;
 
+	/* The first libarchive call before the temporary file exists: when
+	 * libarchive cannot be loaded, src/lazylib.c exits at this call and
+	 * leaves nothing behind. */
+	a = archive_write_new();
 	/* Written in a temporary file beside the output, published by the
 	 * durable-write helper (fsync, rename, fsync of the directory). */
 	if ((rc = kmpkg_fsutil_open_temp(&s.fd, &tmp, outdir)) != 0)
 		goto cleanup;
 	s.md = EVP_MD_CTX_new();
-	a = archive_write_new();
 	if (!s.md || !a || !EVP_DigestInit_ex(s.md, EVP_sha256(), NULL)) {
 		rc = kmpkg_error_errno(ENOMEM, "pack", dir);
 		goto cleanup;
