@@ -3,10 +3,22 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "cmdutil.h"
 #include "kmpkg/buf.h"
 #include "kmpkg/error.h"
+
+/* Progress on a terminal only, one line per phase as it starts (apt's
+ * "Unpacking ..." lines): "  [2/5 verify] installing hello 1.0.0". */
+static void show_phase(void *ctx, const char *phase, const json_t *rec)
+{
+	char *what = kmpkg_cmdutil_describe(rec);
+
+	(void)ctx;
+	fprintf(stderr, "  [%d/5 %s] %s\n", kmpkg_txn_phase_index(phase), phase, what ? what : "");
+	free(what);
+}
 
 int kmpkg_cmdutil_parse(struct kmpkg_cmdopts *out, struct kmpkg_cli *cli, const char *cmd, unsigned extra,
 			int argc, char **argv, const char *usage)
@@ -29,6 +41,8 @@ int kmpkg_cmdutil_parse(struct kmpkg_cmdopts *out, struct kmpkg_cli *cli, const 
 	memset(out, 0, sizeof(*out));
 	out->txn.root = cli->root;
 	out->txn.wait_secs = cli->wait_secs;
+	if (!cli->quiet && !cli->json && isatty(STDERR_FILENO))
+		out->txn.on_phase = show_phase;
 	out->keep = -1;
 	opterr = 0;
 	while ((c = getopt_long(argc, argv, "nfh", longopts, NULL)) != -1) {

@@ -533,6 +533,8 @@ static int phase_begin(struct engine *e, const char *phase, extra_fn extra, void
 	err = commit_with(e, ev, extra, arg);
 	if (!err)
 		fault_at(phase, "start");
+	if (!err && e->o->on_phase)
+		e->o->on_phase(e->o->on_phase_ctx, phase, e->rec);
 	return err;
 }
 

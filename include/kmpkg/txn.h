@@ -34,6 +34,10 @@ struct kmpkg_txn_opts {
 	const char *signature;        /* detached signature for one local package */
 	struct kmpkg_lock *lock;      /* NULL: the engine takes the root lock; else the caller
 				       * already holds it (kept, not released) */
+	/* Called after each phase start is committed (NULL: nobody listens),
+	 * with the transaction record as it stands; the CLI shows it on a TTY. */
+	void (*on_phase)(void *ctx, const char *phase, const json_t *rec);
+	void *on_phase_ctx;
 };
 
 /* The five phases, in order; index + 1 is the "phase n/5" shown by status. */
