@@ -12,6 +12,14 @@
  * with the warning HOST_PRERELEASE (--strict turns it into a failure). The
  * tuple rule, unlike node-semver's includePrerelease, keeps "<2.0.0" closed
  * to a 2.0.0-rc.1 host.
+ *
+ * The sources' index (ctx->index, optional): a dependency that neither the
+ * check set nor the installed set satisfies is resolved by an indexed version
+ * in its range that passes on the host (index_passes: host, api, tier,
+ * capabilities; permissions are an install-time grant, as in the resolver's
+ * filter); a host, api, tier or capability finding names the newest other
+ * indexed version of the plugin that passes (index_next_step), unless the
+ * check set has one at least as new. Without an index nothing changes.
  */
 #include <dirent.h>
 #include <errno.h>

@@ -55,8 +55,8 @@ struct kmpkg_preflight_ctx {
 /*
  * The index cache's versions of every plugin the manifests name (their own
  * names and their dependencies; NULL entries are skipped), for ctx->index:
- * *out is a new object name -> [summaries, newest first]; names without any
- * indexed version are left out.
+ * *out is a new object name -> [summaries, newest first] ([] when the
+ * sources offer none). Read-only; t may be any transaction on the state.
  */
 int kmpkg_preflight_index_load(json_t **out, struct kmpkg_state_txn *t, struct kmpkg_manifest *const *v, size_t n);
 
