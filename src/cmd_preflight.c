@@ -1,7 +1,9 @@
 /*
  * kmpkg preflight MANIFEST... [--host FILE] [--format text|json|github|sarif]
- * [--strict] [--changed-since REV] [--installed]: loads the host profile and
- * every manifest (kmpkg.yaml, source index file or .kmpkg package), chooses
+ * [--strict] [--changed-since REV] [--installed] [--no-index]: loads the host
+ * profile, every manifest (kmpkg.yaml, source index file or .kmpkg package)
+ * and, when the root has state, the sources' index cache for the plugins
+ * they name (dependencies and next steps, src/preflight.c), chooses
  * which to check (all, or with --changed-since those changed in git and those
  * depending on a changed one), checks them (src/preflight.c) and renders the
  * findings; exit 3 when any is an error (or, with --strict, a warning).
@@ -15,6 +17,7 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "cmdutil.h"
 #include "kmpkg/buf.h"
 #include "kmpkg/changed.h"
 #include "kmpkg/diag.h"
@@ -43,14 +46,17 @@ struct run {
 	size_t ninstalled;
 	struct kmpkg_manifest **gone;   /* manifests deleted since REV */
 	size_t ngone;
+	json_t *index;                  /* the root's index cache (ctx.index), or NULL */
+	const char *index_root;         /* the root it came from, or NULL */
 };
 
 static void help(void)
 {
 	printf("usage: kmpkg preflight MANIFEST... [--host HOSTFILE] [--format text|json|github|sarif]\n"
-	       "                       [--strict] [--changed-since REV] [--installed]\n"
+	       "                       [--strict] [--changed-since REV] [--installed] [--no-index]\n"
 	       "Checks manifests (kmpkg.yaml, source index files, .kmpkg packages) against a host\n"
-	       "profile and each other; exits 3 if any finding is an error (--strict: or a warning).\n"
+	       "profile, each other and the sources' index of the root (--root, KMPKG_ROOT);\n"
+	       "exits 3 if any finding is an error (--strict: or a warning).\n"
 	       "See kmpkg-preflight(1), kmpkg-manifest(5), kmpkg-host(5).\n");
 }
 
@@ -90,6 +96,27 @@ static int find_host(struct run *r, const struct kmpkg_cli *cli, struct kmpkg_bu
 				       "no host profile at %s", r->host_path);
 	err = kmpkg_host_load_file(&r->host, r->host_path, d);
 	return err == KMPKG_EUSAGE ? 0 : err; /* its findings are in d; host checks are skipped */
+}
+
+/* The root's index cache for the plugins the manifests name; nothing (and
+ * 0) for a root without state. */
+static int load_index(struct run *r, const struct kmpkg_cli *cli)
+{
+	struct kmpkg_state *st = NULL;
+	struct kmpkg_state_txn *t = NULL;
+	int err;
+
+	if ((err = kmpkg_cmdutil_open_reader(&st, cli->root)) != 0 || !st)
+		goto cleanup;
+	if ((err = kmpkg_state_begin(&t, st, false)) != 0)
+		goto cleanup;
+	if ((err = kmpkg_preflight_index_load(&r->index, t, r->m, (size_t)r->nfiles)) != 0)
+		goto cleanup;
+	r->index_root = cli->root;
+cleanup:
+	kmpkg_state_abort(t);
+	kmpkg_state_free(st);
+	return err;
 }
 
 static bool depends_on(const struct kmpkg_manifest *m, const struct kmpkg_manifest *changed)
@@ -168,7 +195,8 @@ static json_t *json_run(const struct run *r, const char *rev, const struct kmpkg
 		if (rev)
 			json_object_set_new(changes, r->files[i], json_string(reason_names[r->why[i]]));
 	}
-	return json_pack("{s:s, s:o, s:o, s:o, s:o, s:o, s:I, s:I}", "host", r->host_path, "files", files,
+	return json_pack("{s:s, s:s?, s:o, s:o, s:o, s:o, s:o, s:I, s:I}", "host", r->host_path, "index",
+			 r->index_root, "files", files,
 			 "skipped", skipped, "changed_since", rev ? json_string(rev) : json_null(), "changes",
 			 changes, "diagnostics", kmpkg_diags_to_json(d), "errors",
 			 (json_int_t)kmpkg_diags_count(d, KMPKG_SEV_ERROR), "warnings",
@@ -229,6 +257,7 @@ int kmpkg_cmd_preflight(struct kmpkg_cli *cli, int argc, char **argv)
 		{ "strict", no_argument, NULL, 's' },
 		{ "changed-since", required_argument, NULL, 'c' },
 		{ "installed", no_argument, NULL, 'i' },
+		{ "no-index", no_argument, NULL, 'x' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -238,7 +267,7 @@ int kmpkg_cmd_preflight(struct kmpkg_cli *cli, int argc, char **argv)
 	struct run r = { 0 };
 	const char *rev = NULL;
 	enum format fmt = FMT_TEXT;
-	bool strict = false, installed = false, fmt_given = false;
+	bool strict = false, installed = false, fmt_given = false, use_index = true;
 	int c, i, err = 0;
 
 	while ((c = getopt_long(argc, argv, "hf:", opts, NULL)) != -1) {
@@ -261,6 +290,9 @@ int kmpkg_cmd_preflight(struct kmpkg_cli *cli, int argc, char **argv)
 			break;
 		case 'i':
 			installed = true;
+			break;
+		case 'x':
+			use_index = false;
 			break;
 		case 'h':
 			help();
@@ -296,6 +328,8 @@ int kmpkg_cmd_preflight(struct kmpkg_cli *cli, int argc, char **argv)
 	if (installed &&
 	    (err = kmpkg_preflight_load_installed(&r.installed, &r.ninstalled, cli->root)) != 0)
 		goto cleanup;
+	if (use_index && (err = load_index(&r, cli)) != 0)
+		goto cleanup;
 	if (rev && (err = select_changed(&r, rev)) != 0)
 		goto cleanup;
 
@@ -304,6 +338,7 @@ int kmpkg_cmd_preflight(struct kmpkg_cli *cli, int argc, char **argv)
 	ctx.ngiven = (size_t)r.nfiles;
 	ctx.installed = installed ? r.installed : NULL;
 	ctx.ninstalled = r.ninstalled;
+	ctx.index = r.index;
 	for (i = 0; i < r.nfiles; i++) {
 		if (!checked(&r, i))
 			continue;
@@ -333,6 +368,7 @@ cleanup:
 	kmpkg_preflight_manifests_free(r.installed, r.ninstalled);
 	kmpkg_preflight_manifests_free(r.gone, r.ngone);
 	kmpkg_host_free(r.host);
+	json_decref(r.index);
 	kmpkg_buf_release(&host_default);
 	kmpkg_diags_release(&d);
 	return err;

@@ -12,6 +12,14 @@
  * with the warning HOST_PRERELEASE (--strict turns it into a failure). The
  * tuple rule, unlike node-semver's includePrerelease, keeps "<2.0.0" closed
  * to a 2.0.0-rc.1 host.
+ *
+ * The sources' index (ctx->index, optional): a dependency that neither the
+ * check set nor the installed set satisfies is resolved by an indexed version
+ * in its range that passes on the host (index_passes: host, api, tier,
+ * capabilities; permissions are an install-time grant, as in the resolver's
+ * filter); a host, api, tier or capability finding names the newest other
+ * indexed version of the plugin that passes (index_next_step), unless the
+ * check set has one at least as new. Without an index nothing changes.
  */
 #include <dirent.h>
 #include <errno.h>
@@ -25,6 +33,7 @@
 #include "kmpkg/archive.h"
 #include "kmpkg/buf.h"
 #include "kmpkg/error.h"
+#include "kmpkg/index.h"
 #include "kmpkg/preflight.h"
 #include "kmpkg/semver.h"
 
@@ -59,8 +68,8 @@ static const struct code_doc catalogue[] = {
 	  "Use one of the tier names listed in the host profile's `tiers`." },
 	{ "DEPENDENCY_RANGE_INVALID", "A dependency's version range is not a node-semver range.",
 	  "Write a node-semver range such as \"^1.0.0\"." },
-	{ "DEPENDENCY_UNRESOLVED", "No manifest of the check set (or the installed set with --installed) satisfies a dependency.",
-	  "Add a satisfying version of the dependency to the run, pass --installed, or widen the range." },
+	{ "DEPENDENCY_UNRESOLVED", "Nothing satisfies a dependency: no manifest of the check set (or the installed set with --installed), and no version the sources' index offers that passes on this host.",
+	  "Add a satisfying version of the dependency to the run or to a source, pass --installed, or widen the range." },
 };
 
 void kmpkg_preflight_code_help(const char *code, const char **summary, const char **help)
@@ -462,6 +471,186 @@ static const struct kmpkg_manifest *newest_alternative(const struct check *c)
 	return best;
 }
 
+/* --- the index cache (ctx->index) ----------------------------------------- */
+
+int kmpkg_preflight_index_load(json_t **out, struct kmpkg_state_txn *t, struct kmpkg_manifest *const *v, size_t n)
+{
+	json_t *idx = json_object(), *vers = NULL;
+	size_t i, j;
+	int err = 0;
+
+	*out = NULL;
+	if (!idx)
+		return kmpkg_error_set(KMPKG_EGENERIC, "E_NOMEM", NULL, NULL, "out of memory");
+	for (i = 0; i < n; i++) {
+		for (j = 0; v[i] && j <= v[i]->ndeps; j++) {
+			const char *name = j ? v[i]->deps[j - 1].name : v[i]->name;
+
+			if (json_object_get(idx, name))
+				continue;
+			if ((err = kmpkg_index_versions(&vers, t, name)) != 0)
+				goto cleanup;
+			json_object_set_new(idx, name, vers);
+			vers = NULL;
+		}
+	}
+	*out = idx;
+	idx = NULL;
+cleanup:
+	json_decref(idx);
+	return err;
+}
+
+static const char *sum_str(const json_t *sum, const char *key)
+{
+	const char *s = json_string_value(json_object_get(sum, key));
+
+	return s ? s : "";
+}
+
+/* The indexed versions of `name`, newest first; NULL when there are none or
+ * the index is not consulted. */
+static const json_t *indexed(const struct kmpkg_preflight_ctx *ctx, const char *name)
+{
+	const json_t *v = ctx->index ? json_object_get(ctx->index, name) : NULL;
+
+	return json_array_size(v) ? v : NULL;
+}
+
+/* "1.0.0, 2.0.0, 3.0.0": the distinct versions of vers, oldest first,
+ * leaving out `except` (may be NULL). */
+static void offered(struct kmpkg_buf *b, const json_t *vers, const char *except)
+{
+	const char *prev = NULL;
+	size_t i = json_array_size(vers), n = 0;
+
+	while (i-- > 0) {
+		const char *v = sum_str(json_array_get(vers, i), "version");
+
+		if ((prev && !strcmp(prev, v)) || (except && !version_cmp(v, except)))
+			continue;
+		kmpkg_buf_printf(b, "%s%s", n++ ? ", " : "", v);
+		prev = v;
+	}
+}
+
+/* A plugin other than `self` (by name) of the check or installed set
+ * provides cap. */
+static bool provided_by_other(const struct kmpkg_preflight_ctx *ctx, const char *self, const char *cap)
+{
+	size_t k, i;
+
+	for (k = 0; k < 2; k++) {
+		struct kmpkg_manifest *const *v = k ? ctx->installed : ctx->given;
+		size_t n = k ? ctx->ninstalled : ctx->ngiven;
+
+		for (i = 0; v && i < n; i++)
+			if (v[i] && strcmp(v[i]->name, self) && kmpkg_strlist_contains(&v[i]->provides, cap))
+				return true;
+	}
+	return false;
+}
+
+/*
+ * Whether the indexed version sum would pass on this host: host range, api,
+ * tier, and every required capability offered by the host or by another
+ * plugin of the check or installed set. Permissions do not count: they are a
+ * grant given at install (--allow-permission), as in the resolver's filter.
+ * why (may be NULL) gets the first failure.
+ */
+static bool index_passes(const struct kmpkg_preflight_ctx *ctx, const json_t *sum, struct kmpkg_buf *why)
+{
+	const struct kmpkg_host *h = ctx->host;
+	struct kmpkg_manifest *o = NULL;
+	struct kmpkg_buf have = KMPKG_BUF_INIT;
+	bool ok = false;
+	size_t i;
+	long t;
+
+	if (!h)
+		return true;
+	kmpkg_index_manifest(&o, sum);
+	if (o->host && test_host(o->host, h->version) <= RANGE_NO) {
+		if (why)
+			kmpkg_buf_printf(why, "its host range %s does not accept %s", o->host, h->version);
+		goto cleanup;
+	}
+	if (o->api && test_any(o->api, &h->api) != RANGE_YES) {
+		join(&have, &h->api, "none");
+		if (why)
+			kmpkg_buf_printf(why, "it speaks API %s; the host provides %s", o->api, have.ptr);
+		goto cleanup;
+	}
+	if (o->tier) {
+		t = tier_index(h, o->tier);
+		if (t < 0 || t > host_tier(h)) {
+			if (why)
+				kmpkg_buf_printf(why, "it needs tier %s", o->tier);
+			goto cleanup;
+		}
+	}
+	for (i = 0; i < o->requires.n; i++) {
+		const char *cap = o->requires.v[i];
+
+		if (kmpkg_strlist_contains(&h->capabilities, cap) || provided_by_other(ctx, o->name, cap))
+			continue;
+		if (why)
+			kmpkg_buf_printf(why, "it requires capability %s, which nothing here provides", cap);
+		goto cleanup;
+	}
+	ok = true;
+cleanup:
+	kmpkg_buf_release(&have);
+	kmpkg_manifest_free(o);
+	return ok;
+}
+
+enum index_step { INDEX_NOTHING, INDEX_PASSES, INDEX_NONE_PASSES };
+
+/*
+ * The next step the sources give a manifest failing a host, api, tier or
+ * capability check: INDEX_PASSES with "NAME V (source S) passes on this host:
+ * kmpkg install NAME@V" in next for the newest other indexed version that
+ * passes (unless alt, from the check set, is at least as new);
+ * INDEX_NONE_PASSES with "no version ... passes on this host (...); " in next
+ * when the sources offer others and none passes (and alt is NULL), for the
+ * caller to complete; INDEX_NOTHING (next untouched) otherwise.
+ */
+static enum index_step index_next_step(struct kmpkg_buf *next, const struct check *c,
+				       const struct kmpkg_manifest *alt)
+{
+	const json_t *vers = indexed(c->ctx, c->m->name), *sum;
+	struct kmpkg_buf list = KMPKG_BUF_INIT;
+	enum index_step res = INDEX_NOTHING;
+	size_t i, others = 0;
+
+	json_array_foreach(vers, i, sum) {
+		const char *v = sum_str(sum, "version");
+
+		if (!version_cmp(v, c->m->version))
+			continue;
+		others++;
+		if (alt && version_cmp(v, alt->version) <= 0)
+			goto cleanup; /* the check set's alternative is as new */
+		if (!index_passes(c->ctx, sum, NULL))
+			continue;
+		kmpkg_buf_printf(next, "%s %s (source %s) passes on this host: kmpkg install %s@%s", c->m->name, v,
+				 sum_str(sum, "source"), c->m->name, v);
+		res = INDEX_PASSES;
+		goto cleanup;
+	}
+	if (others && !alt) {
+		offered(&list, vers, c->m->version);
+		kmpkg_buf_printf(next, "no other version of %s in the sources passes on this host either (they offer "
+				       "%s); ",
+				 c->m->name, list.ptr);
+		res = INDEX_NONE_PASSES;
+	}
+cleanup:
+	kmpkg_buf_release(&list);
+	return res;
+}
+
 static void check_host_range(struct check *c)
 {
 	const struct kmpkg_host *h = c->ctx->host;
@@ -480,7 +669,9 @@ static void check_host_range(struct check *c)
 		break;
 	case RANGE_NO:
 		alt = newest_alternative(c);
-		if (alt)
+		if (index_next_step(&next, c, alt) == INDEX_PASSES)
+			;
+		else if (alt)
 			kmpkg_buf_printf(&next, "install %s@%s, the newest version whose host range accepts %s",
 					 alt->name, alt->version, h->version);
 		else
@@ -523,7 +714,9 @@ static void check_api_range(struct check *c)
 		break;
 	case RANGE_NO:
 		alt = newest_alternative(c);
-		if (alt)
+		if (index_next_step(&next, c, alt) == INDEX_PASSES)
+			;
+		else if (alt)
 			kmpkg_buf_printf(&next, "install %s@%s, the newest version whose api range accepts %s",
 					 alt->name, alt->version, have.ptr);
 		else
@@ -558,7 +751,9 @@ static void check_tier(struct check *c)
 		       "tier '%s' is not one of the host's tiers", m->tier);
 	} else if (have >= 0 && want > have) {
 		alt = newest_alternative(c);
-		if (alt)
+		if (index_next_step(&next, c, alt) == INDEX_PASSES)
+			;
+		else if (alt)
 			kmpkg_buf_printf(&next, "install %s@%s, the newest version available for tier %s",
 					 alt->name, alt->version, h->tiers.v[have]);
 		else
@@ -601,9 +796,10 @@ static void check_capabilities(struct check *c)
 		kmpkg_buf_clear(&field);
 		kmpkg_buf_printf(&field, "/capabilities/requires/%zu", i);
 		kmpkg_buf_clear(&next);
-		kmpkg_buf_printf(&next, "preflight and install a plugin that provides %s together with %s, "
-					"or run on a host that offers it (this host offers: %s)",
-				 cap, m->name, have.ptr);
+		if (index_next_step(&next, c, NULL) != INDEX_PASSES)
+			kmpkg_buf_printf(&next, "preflight and install a plugin that provides %s together with %s, "
+						"or run on a host that offers it (this host offers: %s)",
+					 cap, m->name, have.ptr);
 		report(c, KMPKG_SEV_ERROR, "CAPABILITY_MISSING", field.ptr, cap, have.ptr, next.ptr,
 		       "capability '%s' is provided neither by the host nor by a plugin of this check", cap);
 	}
@@ -715,16 +911,59 @@ static bool dep_candidate(const struct kmpkg_preflight_ctx *ctx, const struct km
 	return true;
 }
 
+/*
+ * A dependency the check and installed sets do not satisfy, against the
+ * sources' index: true when an indexed version satisfies r and passes on this
+ * host. Otherwise *sat = the newest satisfying one (or NULL), why = why it
+ * does not pass, *best = the newest indexed version that passes (else the
+ * newest), for the next step.
+ */
+static bool index_resolves(const struct kmpkg_preflight_ctx *ctx, const json_t *vers,
+			   const struct kmpkg_semver_range *r, const json_t **sat, const json_t **best,
+			   struct kmpkg_buf *why)
+{
+	const json_t *sum;
+	size_t i;
+
+	*sat = NULL;
+	*best = NULL;
+	json_array_foreach(vers, i, sum) {
+		struct kmpkg_semver sv;
+		bool in_range;
+
+		if (kmpkg_semver_parse(&sv, sum_str(sum, "version")) != 0) {
+			kmpkg_error_clear();
+			continue;
+		}
+		in_range = kmpkg_semver_range_test(r, &sv);
+		kmpkg_semver_release(&sv);
+		if (in_range && !*sat) {
+			*sat = sum;
+			if (index_passes(ctx, sum, why))
+				return true;
+		} else if (in_range && index_passes(ctx, sum, NULL)) {
+			return true;
+		}
+		if (!*best && !in_range && index_passes(ctx, sum, NULL))
+			*best = sum;
+	}
+	if (!*best)
+		*best = json_array_get(vers, 0);
+	return false;
+}
+
 static void check_dependencies(struct check *c)
 {
 	const struct kmpkg_preflight_ctx *ctx = c->ctx;
 	const struct kmpkg_manifest *m = c->m;
-	struct kmpkg_buf field = KMPKG_BUF_INIT, next = KMPKG_BUF_INIT, seen = KMPKG_BUF_INIT;
+	struct kmpkg_buf field = KMPKG_BUF_INIT, next = KMPKG_BUF_INIT, seen = KMPKG_BUF_INIT,
+			 msg = KMPKG_BUF_INIT, why = KMPKG_BUF_INIT;
 	size_t i, j, k;
 
 	for (i = 0; i < m->ndeps; i++) {
 		const struct kmpkg_dependency *dep = &m->deps[i];
 		const char *newest = NULL;
+		const json_t *vers = indexed(ctx, dep->name), *sat = NULL, *best = NULL;
 		struct kmpkg_semver_range *r = NULL;
 		bool ok = false;
 		size_t found = 0;
@@ -733,15 +972,15 @@ static void check_dependencies(struct check *c)
 		kmpkg_buf_puts(&field, "/dependencies");
 		pointer_append(&field, dep->name);
 		if (kmpkg_semver_range_parse(&r, dep->range) != 0) {
-			char why[256];
+			char rwhy[256];
 
 			kmpkg_error_clear();
-			range_why(why, sizeof(why), dep->range);
+			range_why(rwhy, sizeof(rwhy), dep->range);
 			kmpkg_buf_clear(&next);
 			kmpkg_buf_printf(&next, "write a node-semver range such as \"^1.0.0\" for %s", dep->name);
 			report(c, KMPKG_SEV_ERROR, "DEPENDENCY_RANGE_INVALID", field.ptr, "a node-semver range",
 			       dep->range, next.ptr, "dependency %s: '%.200s' is not a node-semver range%s",
-			       dep->name, dep->range, why);
+			       dep->name, dep->range, rwhy);
 			continue;
 		}
 		kmpkg_buf_clear(&seen);
@@ -765,26 +1004,65 @@ static void check_dependencies(struct check *c)
 				kmpkg_semver_release(&sv);
 			}
 		}
+		kmpkg_buf_clear(&why);
+		if (!ok && vers)
+			ok = index_resolves(ctx, vers, r, &sat, &best, &why);
 		kmpkg_semver_range_free(r);
 		if (ok)
 			continue;
 		kmpkg_buf_clear(&next);
-		if (!found)
-			kmpkg_buf_printf(&next, "add a manifest of %s within %s to this preflight run (e.g. its "
-						"source index file)%s",
-					 dep->name, dep->range,
-					 ctx->installed ? "" : ", or pass --installed to check against the installed plugins");
-		else
-			kmpkg_buf_printf(&next, "add a version of %s within %s to this run, or widen the range to "
-						"accept %s",
-					 dep->name, dep->range, newest);
+		kmpkg_buf_clear(&msg);
+		kmpkg_buf_printf(&msg, "dependency %s %s: %s", dep->name, dep->range,
+				 found ? "no version in this check satisfies the range" : "no manifest of it in this check");
+		if (vers) {
+			kmpkg_buf_printf(&msg, "; sources offer %s ", dep->name);
+			offered(&msg, vers, NULL);
+			if (found)
+				kmpkg_buf_puts(&seen, "; ");
+			kmpkg_buf_puts(&seen, "sources: ");
+			offered(&seen, vers, NULL);
+		}
+		if (sat) {
+			kmpkg_buf_printf(&msg, "; the newest within %s, %s, does not pass on this host: %s", dep->range,
+					 sum_str(sat, "version"), why.ptr);
+			kmpkg_buf_printf(&next, "%s %s (source %s) is the newest version within %s and does not pass on "
+						"this host (%s): publish a version of %s within %s that does, or widen the range",
+					 dep->name, sum_str(sat, "version"), sum_str(sat, "source"), dep->range, why.ptr,
+					 dep->name, dep->range);
+		} else if (vers) {
+			kmpkg_buf_printf(&msg, "; none satisfies %s", dep->range);
+			kmpkg_buf_printf(&next, "widen the range to accept %s %s (source %s), the newest the sources "
+						"offer that passes on this host, or publish a version of %s within %s",
+					 dep->name, sum_str(best, "version"), sum_str(best, "source"), dep->name,
+					 dep->range);
+			if (!index_passes(ctx, best, NULL)) {
+				kmpkg_buf_clear(&next);
+				kmpkg_buf_printf(&next, "publish a version of %s within %s that passes on this host "
+							"(none the sources offer does), or widen the range",
+						 dep->name, dep->range);
+			}
+		} else {
+			if (ctx->index)
+				kmpkg_buf_printf(&msg, "; no source offers %s", dep->name);
+			if (!found)
+				kmpkg_buf_printf(&next, "add a manifest of %s within %s to this preflight run (e.g. its "
+							"source index file)%s%s",
+						 dep->name, dep->range,
+						 ctx->installed ? "" : ", or pass --installed to check against the installed plugins",
+						 ctx->index ? ", or add a source that offers it (kmpkg source add)" : "");
+			else
+				kmpkg_buf_printf(&next, "add a version of %s within %s to this run, or widen the range to "
+							"accept %s",
+						 dep->name, dep->range, newest);
+		}
 		report(c, KMPKG_SEV_ERROR, "DEPENDENCY_UNRESOLVED", field.ptr, dep->range,
-		       found ? seen.ptr : "none", next.ptr, "dependency %s %s: %s", dep->name, dep->range,
-		       found ? "no version in this check satisfies the range" : "no manifest of it in this check");
+		       found || vers ? seen.ptr : "none", next.ptr, "%s", msg.ptr);
 	}
 	kmpkg_buf_release(&field);
 	kmpkg_buf_release(&next);
 	kmpkg_buf_release(&seen);
+	kmpkg_buf_release(&msg);
+	kmpkg_buf_release(&why);
 }
 
 int kmpkg_preflight_check_manifest(const struct kmpkg_preflight_ctx *ctx, const struct kmpkg_manifest *m,

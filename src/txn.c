@@ -1381,6 +1381,21 @@ static int preflight_error(const struct kmpkg_diags *d, const char *id)
 	return 0;
 }
 
+/* The index cache's versions of the transaction's plugins (ctx.index: the
+ * next step of a finding names the newest indexed version that passes), or
+ * NULL: without state or sources the gate works as before. */
+static json_t *preflight_index(const struct engine *e, struct kmpkg_manifest *const *given)
+{
+	struct kmpkg_state_txn *t = NULL;
+	json_t *idx = NULL;
+
+	if (e->st && kmpkg_state_begin(&t, e->st, false) == 0)
+		kmpkg_preflight_index_load(&idx, t, given, e->nch);
+	kmpkg_state_abort(t);
+	kmpkg_error_clear();
+	return idx;
+}
+
 /*
  * Preflight of every package of the transaction against the host profile,
  * with the transaction's packages and the installed plugins they do not
@@ -1394,7 +1409,7 @@ static int preflight_changes(struct engine *e)
 	struct kmpkg_host *host = NULL;
 	struct kmpkg_manifest **inst = NULL, **given = NULL, **others = NULL;
 	struct kmpkg_preflight_ctx ctx = { 0 };
-	json_t *granted = json_object();
+	json_t *granted = json_object(), *index = NULL;
 	char *cmd = NULL, *args = NULL;
 	size_t ninst = 0, nothers = 0, i, j;
 	int err;
@@ -1424,6 +1439,7 @@ static int preflight_changes(struct engine *e)
 	ctx.skip_dependencies = true;
 	ctx.grant_command = cmd;
 	ctx.grant_args = args;
+	ctx.index = index = preflight_index(e, given);
 	for (i = 0; i < e->nch; i++) {
 		struct change *c = &e->ch[i];
 		struct kmpkg_strlist prior = { NULL, 0 }, allowed = { NULL, 0 };
@@ -1468,6 +1484,7 @@ cleanup:
 	kmpkg_host_free(host);
 	kmpkg_diags_release(&d);
 	json_decref(granted);
+	json_decref(index);
 	free(given);
 	free(others);
 	free(cmd);

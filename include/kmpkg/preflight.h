@@ -10,11 +10,14 @@
 #ifndef KMPKG_PREFLIGHT_H
 #define KMPKG_PREFLIGHT_H
 
+#include <jansson.h>
 #include <stdbool.h>
 #include <stddef.h>
 
 #include "kmpkg/diag.h"
 #include "kmpkg/manifest.h"
+
+struct kmpkg_state_txn;
 
 /* What one run checks against. Every pointer is borrowed for the call. */
 struct kmpkg_preflight_ctx {
@@ -37,7 +40,25 @@ struct kmpkg_preflight_ctx {
 	const struct kmpkg_strlist *granted;     /* may be NULL */
 	const char *grant_command;               /* e.g. "kmpkg install"; NULL: preflight mode */
 	const char *grant_args;                  /* e.g. the command's targets; may be NULL */
+	/*
+	 * The sources' index cache, or NULL (not consulted): an object name ->
+	 * [summaries, newest first] as kmpkg_index_versions returns them, for
+	 * the names kmpkg_preflight_index_load collected. A dependency nothing
+	 * in the check or installed set satisfies passes when an indexed version
+	 * satisfies it and passes the host checks; a manifest failing a host,
+	 * api, tier or capability check gets as next step the newest indexed
+	 * version of its plugin that passes ("kmpkg install NAME@VERSION").
+	 */
+	const json_t *index;
 };
+
+/*
+ * The index cache's versions of every plugin the manifests name (their own
+ * names and their dependencies; NULL entries are skipped), for ctx->index:
+ * *out is a new object name -> [summaries, newest first] ([] when the
+ * sources offer none). Read-only; t may be any transaction on the state.
+ */
+int kmpkg_preflight_index_load(json_t **out, struct kmpkg_state_txn *t, struct kmpkg_manifest *const *v, size_t n);
 
 /*
  * Loads a manifest for preflight from a kmpkg.yaml, a source index file (the
