@@ -110,6 +110,10 @@ int kmpkg_cmd_show(struct kmpkg_cli *cli, int argc, char **argv)
 					printf("        next step: %s\n", js(r, "next_step"));
 			}
 			json_array_foreach(json_object_get(ev, "output"), k, r) {
+				if (json_is_true(json_object_get(r, "skipped"))) {
+					printf("      skipped: %s\n", js(r, "reason") ? js(r, "reason") : "");
+					continue;
+				}
 				printf("      %s %s: %s\n", js(r, "name"), js(r, "version"),
 				       json_is_true(json_object_get(r, "passed")) ? "passed" : js(r, "reason"));
 				print_output(js(r, "output"));
