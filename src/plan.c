@@ -232,10 +232,10 @@ static bool filter(void *ctx, const char *name, const char *version, void *userd
 
 /* ---- fetching ------------------------------------------------------------ */
 
+/* A target's fetch callback context (struct kmpkg_txn_target.fetch). */
 struct fetched {
-	char *path;        /* cache/<sha256> */
+	const struct kmpkg_cli *cli;
 	const json_t *sum; /* the chosen summary */
-	const char *constraint;
 };
 
 /* The one-line download bar on stderr (TTY only, not --quiet or --json). */
@@ -488,6 +488,14 @@ cleanup:
 	return err;
 }
 
+/* Called by the engine in the transaction's download phase. */
+static int fetch_target(char **path, void *ctx)
+{
+	const struct fetched *f = ctx;
+
+	return fetch_one(path, f->cli, f->sum);
+}
+
 /* ---- the plan ---------------------------------------------------------------- */
 
 /* A requested NAME@RANGE whose installed version stays: the transaction
@@ -737,9 +745,10 @@ int kmpkg_plan_run(const struct kmpkg_cli *cli, struct kmpkg_cmdopts *o, char *c
 			continue;
 		if (it->action != KMPKG_RESOLVE_UPGRADE)
 			all_upgrades = false;
-		if ((err = fetch_one(&fx[ntg].path, cli, s)) != 0)
-			goto cleanup;
-		tg[ntg].path = fx[ntg].path;
+		fx[ntg].cli = cli;
+		fx[ntg].sum = s;
+		tg[ntg].fetch = fetch_target;
+		tg[ntg].fetch_ctx = &fx[ntg];
 		tg[ntg].expect_name = it->name;
 		tg[ntg].expect_version = it->version;
 		tg[ntg].expect_sha256 = js(json_object_get(s, "artifact"), "sha256");
@@ -762,8 +771,6 @@ int kmpkg_plan_run(const struct kmpkg_cli *cli, struct kmpkg_cmdopts *o, char *c
 		summary = NULL;
 	}
 cleanup:
-	for (i = 0; fx && i < ntg; i++)
-		free(fx[i].path);
 	free(fx);
 	free(tg);
 	kmpkg_lock_release(lock);

@@ -543,7 +543,7 @@ Test(manifest, bad_values)
 		{ "size 0", "artifact: {url: a.kmpkg, sha256: 9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08, size: 0}\n", "MANIFEST_INVALID_VALUE", 4, 106, "/artifact/size" },
 		{ "url ftp", "artifact: {url: 'ftp://x/y', sha256: 9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08, size: 1}\n", "MANIFEST_INVALID_VALUE", 4, 17, "/artifact/url" },
 		{ "url dotdot", "artifact: {url: ../../etc/passwd, sha256: 9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08, size: 1}\n", "MANIFEST_INVALID_VALUE", 4, 17, "/artifact/url" },
-		{ "mirror relative", "artifact: {url: a.kmpkg, sha256: 9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08, size: 1, mirrors: ['https://m/a', a.kmpkg]}\n", "MANIFEST_INVALID_VALUE", 4, 133, "/artifact/mirrors/1" },
+		{ "mirror relative", "artifact: {url: a.kmpkg, sha256: 9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08, size: 1, mirrors: ['https://m/a', a.kmpkg]}\n", "MANIFEST_INVALID_VALUE", 4, 134, "/artifact/mirrors/1" },
 		{ "mirror ftp", "artifact: {url: a.kmpkg, sha256: 9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08, size: 1, mirrors: ['ftp://m/a']}\n", "MANIFEST_INVALID_VALUE", 4, 119, "/artifact/mirrors/0" },
 		{ "mirror file relative", "artifact: {url: a.kmpkg, sha256: 9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08, size: 1, mirrors: ['file://m/a']}\n", "MANIFEST_INVALID_VALUE", 4, 119, "/artifact/mirrors/0" },
 		{ "mirror empty", "artifact: {url: a.kmpkg, sha256: 9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08, size: 1, mirrors: ['']}\n", "MANIFEST_INVALID_VALUE", 4, 119, "/artifact/mirrors/0" },

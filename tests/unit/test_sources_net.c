@@ -394,7 +394,6 @@ Test(sources_net, http_backend_add_and_install_by_name)
 	cr_assert_eq(access(bin, X_OK), 0);
 	rec = fx_get(R, KMPKG_DB_INSTALLED, "hello");
 	cr_assert_str_eq(jstr(rec, "version"), "2.0.0");
-	cr_assert_str_eq(jstr(rec, "source"), "demo");
 	json_decref(rec);
 	free(bin);
 	free(url);
@@ -560,6 +559,30 @@ static void assert_unchanged(const struct snapshot *before, const struct art *a,
 	free(cached);
 }
 
+/* The download was a phase of a transaction: the newest one for NAME is
+ * aborted, with the code and exit status, its download phase failed. */
+static void assert_aborted(const char *name, const char *code, int status)
+{
+	json_t *txns = fx_all(R, KMPKG_DB_TXNS), *t, *hit = NULL;
+	const char *k, *newest = "";
+
+	json_object_foreach(txns, k, t) {
+		const json_t *tg = json_object_get(t, "targets");
+
+		if (strcmp(k, newest) > 0 && json_is_array(tg) && json_array_size(tg) == 1 &&
+		    strcmp(json_string_value(json_array_get(tg, 0)), name) == 0) {
+			newest = k;
+			hit = t;
+		}
+	}
+	cr_assert_not_null(hit, "%s: no transaction recorded", name);
+	cr_assert_str_eq(jstr(hit, "outcome"), "aborted", "%s", name);
+	cr_assert_str_eq(jstr(hit, "code"), code, "%s", name);
+	cr_assert_eq(json_integer_value(json_object_get(hit, "exit")), status, "%s", name);
+	cr_assert_str_eq(jstr(hit, "phase"), "download", "%s: failed in the download phase", name);
+	json_decref(txns);
+}
+
 Test(sources_net, artifact_faults_leave_state_as_before)
 {
 	static const struct {
@@ -589,6 +612,7 @@ Test(sources_net, artifact_faults_leave_state_as_before)
 		json_decref(d);
 		/* A package whose digest matched may stay in the cache. */
 		assert_unchanged(&before, a, cases[i].which == A_SIG404);
+		assert_aborted(a->name, cases[i].code, cases[i].status);
 	}
 	cr_assert(log_has("GET /art/404/p-sig404-1.0.0.kmpkg.minisig"));
 	/* A wrong digest leaves no partial file to resume from. */
