@@ -654,3 +654,50 @@ Test(sources_net, resume_after_a_drop_and_mirror_after_a_404)
 	cr_assert_not_null(rec, "earlier plugins stay installed");
 	json_decref(rec);
 }
+
+Test(sources_net, signature_url_is_fetched_and_verified)
+{
+	struct art a, b;
+	char *base, *url, *more, *key;
+	json_t *d, *rec, *sig;
+
+	if (system("command -v minisign >/dev/null 2>&1") != 0)
+		cr_skip_test("minisign is not installed: it makes the test's signature");
+	sh("mkdir -p '%s'", PKGS);
+	http_start();
+	base = fmt("--artifact-base http://127.0.0.1:%d/art/good", http_port);
+	make_source(base);
+	more = fmt("  signature: http://127.0.0.1:%d/art/good/p-signed-1.0.0.kmpkg.minisig\n", http_port);
+	index_art(&a, "p-signed", "good", more);
+	sh("cd '%s' && minisign -G -p k.pub -s k.sec -W </dev/null >/dev/null 2>&1 && "
+	   "minisign -S -s k.sec -m '%s/artifacts/p-signed-1.0.0.kmpkg' -t 'name=p-signed version=1.0.0' "
+	   "</dev/null >/dev/null 2>&1",
+	   W, REPO);
+	/* Another package with p-signed's signature: fetched, then refused. */
+	free(more);
+	more = fmt("  signature: http://127.0.0.1:%d/art/good/p-signed-1.0.0.kmpkg.minisig\n", http_port);
+	index_art(&b, "p-badsig", "good", more);
+	commit_all("signed");
+	url = fmt("http://127.0.0.1:%d/repo", http_port);
+	fx_ok(0, R, NULL, "source", "add", "demo", url, NULL);
+	key = fx_path(W, "k.pub");
+	fx_ok(0, R, NULL, "key", "add", key, NULL);
+	d = run_json(0, "install", "p-signed");
+	cr_assert_str_eq(jstr(d, "outcome"), "committed");
+	json_decref(d);
+	cr_assert(log_has("GET /art/good/p-signed-1.0.0.kmpkg.minisig"));
+	rec = fx_get(R, KMPKG_DB_INSTALLED, "p-signed");
+	cr_assert_not_null(rec);
+	sig = json_object_get(rec, "signature");
+	cr_assert(json_is_object(sig), "the installed record has the signature check: %s", json_dumps(rec, 0));
+	cr_assert_str_eq(jstr(sig, "kind"), "minisign");
+	json_decref(rec);
+	d = run_json(4, "install", "p-badsig");
+	cr_assert_eq(strncmp(err_code(d), "E_SIGNATURE", 11), 0, "%s", err_code(d));
+	json_decref(d);
+	cr_assert_null(fx_get(R, KMPKG_DB_INSTALLED, "p-badsig"));
+	free(key);
+	free(url);
+	free(more);
+	free(base);
+}
