@@ -455,7 +455,8 @@ static void sha_file(struct art *a, const char *path)
 }
 
 /* Packs NAME 1.0.0 into REPO/artifacts and indexes it at
- * /art/<behaviour>/NAME-1.0.0.kmpkg; more_yaml goes inside artifact:. */
+ * /art/<behaviour>/NAME-1.0.0.kmpkg (behaviour "in-repo-missing": at a path
+ * in the repository that does not exist); more_yaml goes inside artifact:. */
 static void index_art(struct art *a, const char *name, const char *behaviour, const char *more_yaml)
 {
 	char *pkg = fx_pkg(PKGS, name, "1.0.0", TOOL_OK, NULL), *yaml = fmt("%s/plugins/%s/1.0.0.yaml", REPO, name);
@@ -467,14 +468,18 @@ static void index_art(struct art *a, const char *name, const char *behaviour, co
 	f = fopen(yaml, "w");
 	cr_assert_not_null(f);
 	fprintf(f, "apiVersion: kmpkg/v1\nname: %s\nversion: 1.0.0\nhealth_check:\n  command: [bin/tool, --health]\n"
-		   "artifact:\n  url: http://127.0.0.1:%d/art/%s/%s-1.0.0.kmpkg\n  sha256: %s\n  size: %ld\n%s",
-		name, http_port, behaviour, name, a->sha, a->size, more_yaml ? more_yaml : "");
+		   "artifact:\n", name);
+	if (strcmp(behaviour, "in-repo-missing") == 0)
+		fprintf(f, "  url: artifacts/not-committed-%s.kmpkg\n", name);
+	else
+		fprintf(f, "  url: http://127.0.0.1:%d/art/%s/%s-1.0.0.kmpkg\n", http_port, behaviour, name);
+	fprintf(f, "  sha256: %s\n  size: %ld\n%s", a->sha, a->size, more_yaml ? more_yaml : "");
 	fclose(f);
 	free(yaml);
 	free(pkg);
 }
 
-enum { A_DROPALWAYS, A_ENDLESS, A_SHORT, A_LONG, A_WRONG, A_DROP, A_MIRROR, A_SIG404, A_N };
+enum { A_DROPALWAYS, A_ENDLESS, A_SHORT, A_LONG, A_WRONG, A_DROP, A_MIRROR, A_SIG404, A_REPOMIRROR, A_N };
 static struct art arts[A_N];
 
 /* A source over git http-backend whose index points at misbehaving routes,
@@ -496,6 +501,9 @@ static void artifact_source(void)
 	index_art(&arts[A_DROP], "p-drop", "drop", NULL);
 	more = fmt("  mirrors:\n    - http://127.0.0.1:%d/art/good/p-mirror-1.0.0.kmpkg\n", http_port);
 	index_art(&arts[A_MIRROR], "p-mirror", "404", more);
+	free(more);
+	more = fmt("  mirrors: [http://127.0.0.1:%d/art/good/p-repomirror-1.0.0.kmpkg]\n", http_port);
+	index_art(&arts[A_REPOMIRROR], "p-repomirror", "in-repo-missing", more);
 	free(more);
 	more = fmt("  signature: http://127.0.0.1:%d/art/404/p-sig404-1.0.0.kmpkg.minisig\n", http_port);
 	index_art(&arts[A_SIG404], "p-sig404", "good", more);
@@ -650,6 +658,11 @@ Test(sources_net, resume_after_a_drop_and_mirror_after_a_404)
 	cr_assert_not_null(rec);
 	cr_assert_str_eq(jstr(rec, "version"), "1.0.0");
 	json_decref(rec);
+	/* Not in the repository: the mirror serves it. */
+	d = run_json(0, "install", "p-repomirror");
+	cr_assert_str_eq(jstr(d, "outcome"), "committed");
+	json_decref(d);
+	cr_assert(log_has("GET /art/good/p-repomirror-1.0.0.kmpkg"));
 	rec = fx_get(R, KMPKG_DB_INSTALLED, "hello");
 	cr_assert_not_null(rec, "earlier plugins stay installed");
 	json_decref(rec);
