@@ -257,8 +257,12 @@ static void draw_fetch(void *ctx, uint64_t now, uint64_t total)
 	for (i = 0; i < 30; i++)
 		cells[i] = i < full ? '=' : i == full ? '>' : ' ';
 	cells[30] = '\0';
-	fprintf(stderr, "\r\033[Kdownloading %s [%s] %3d%% %llu/%llu KiB", b->label, cells, pm / 10,
-		(unsigned long long)(now / 1024), (unsigned long long)((total + 1023) / 1024));
+	if (total >= 1024 * 1024)
+		fprintf(stderr, "\r\033[Kdownloading %s [%s] %3d%% %.1f/%.1f MiB", b->label, cells, pm / 10,
+			(double)now / 1048576.0, (double)total / 1048576.0);
+	else
+		fprintf(stderr, "\r\033[Kdownloading %s [%s] %3d%% %.1f/%.1f KiB", b->label, cells, pm / 10,
+			(double)now / 1024.0, (double)total / 1024.0);
 	b->drawn = true;
 }
 
