@@ -36,6 +36,7 @@
 #include <openssl/evp.h>
 
 #include "cli.h" /* KMPKG_VERSION, for the User-Agent */
+#include "kmpkg/buf.h"
 #include "kmpkg/error.h"
 #include "kmpkg/fetch.h"
 #include "kmpkg/fsutil.h"
@@ -822,5 +823,128 @@ cleanup:
 	free(f.final_path);
 	free(f.part_path);
 	EVP_MD_CTX_free(f.md);
+	return ret;
+}
+
+/* ---- small unpinned documents (signatures) ----------------------------- */
+
+struct small {
+	struct kmpkg_buf *b;
+	size_t max;
+	int too_large, oom;
+};
+
+static size_t small_write(char *ptr, size_t size, size_t nmemb, void *ud)
+{
+	struct small *sm = ud;
+	size_t len = size * nmemb;
+
+	if (len > sm->max - sm->b->len) {
+		sm->too_large = 1;
+		return 0;
+	}
+	if (kmpkg_buf_put(sm->b, ptr, len) != 0) {
+		sm->oom = 1;
+		return 0;
+	}
+	return len;
+}
+
+static size_t ignore_header(char *buf, size_t size, size_t nitems, void *ud)
+{
+	(void)buf;
+	(void)ud;
+	return size * nitems;
+}
+
+/* Re-labels the error classify() set for the artifact as one about its
+ * signature. */
+static int as_signature(int ret)
+{
+	struct kmpkg_error e;
+
+	memcpy(&e, kmpkg_error_last(), sizeof(e));
+	if (ret != 0 && e.klass == ret && strcmp(e.field, "/artifact/url") == 0)
+		return kmpkg_error_set(e.klass, e.code, "/artifact/signature", e.next_step[0] ? e.next_step : NULL,
+				       "signature: %s", e.message);
+	return ret;
+}
+
+int kmpkg_fetch_small(struct kmpkg_buf *out, const char *url, size_t max, const struct kmpkg_fetch_opts *o)
+{
+	struct kmpkg_fetch_opts defaults, oo;
+	struct small sm = { out, max, 0, 0 };
+	struct fetch f;
+	enum next next = NEXT_FAIL;
+	unsigned retry = 0;
+	CURLcode cc;
+	int ret = 0;
+
+	if (!o) {
+		kmpkg_fetch_opts_init(&defaults);
+		o = &defaults;
+	}
+	oo = *o;
+	oo.expect_size = max;
+	oo.progress = NULL;
+	memset(&f, 0, sizeof(f));
+	f.fd = -1;
+	f.o = &oo;
+	kmpkg_buf_clear(out);
+	if (!url || !url[0] || max == 0)
+		return kmpkg_error_set(KMPKG_EGENERIC, "E_FETCH_ARGS", "/artifact/signature", NULL,
+				       "fetching a signature needs a URL and a size limit");
+	pthread_once(&curl_once, curl_init);
+	if (!curl_ready)
+		return kmpkg_error_set(KMPKG_EGENERIC, "E_FETCH_INIT", NULL, "install libcurl 7.85 or later (libcurl.so.4)",
+				       "libcurl initialisation failed: %s", curl_init_error);
+	redact(f.url, sizeof(f.url), url);
+	f.is_http = !has_scheme(url, "file");
+	for (;;) {
+		CURLcode sc = CURLE_OK;
+
+		kmpkg_buf_clear(out);
+		f.off = 0; /* never a Range request: a signature is fetched whole */
+		sm.too_large = sm.oom = 0;
+		f.errbuf[0] = '\0';
+		if ((ret = setup_handle(&f, url)) != 0)
+			goto cleanup;
+		/* The same protocol, redirect, TLS and timeout rules as an
+		 * artifact; only the destination differs. */
+		sc = cu.easy_setopt(f.h, CURLOPT_WRITEFUNCTION, small_write);
+		sc = sc ? sc : cu.easy_setopt(f.h, CURLOPT_WRITEDATA, &sm);
+		sc = sc ? sc : cu.easy_setopt(f.h, CURLOPT_HEADERFUNCTION, ignore_header);
+		if (sc != CURLE_OK) {
+			ret = kmpkg_error_set(KMPKG_EGENERIC, "E_FETCH_ARGS", NULL, NULL,
+					      "libcurl refused an option for %s: %s", f.url, cu.easy_strerror(sc));
+			goto cleanup;
+		}
+		cc = cu.easy_perform(f.h);
+		if (sm.oom) {
+			ret = kmpkg_error_errno(ENOMEM, "download", f.url);
+			goto cleanup;
+		}
+		if (sm.too_large || cc == CURLE_FILESIZE_EXCEEDED) {
+			ret = kmpkg_error_set(KMPKG_EGENERIC, "E_FETCH_TOO_LARGE", "/artifact/signature",
+					      "the signature URL in the source index is wrong; tell the source's maintainer",
+					      "%s sent more than %zu bytes for a signature", f.url, max);
+			goto cleanup;
+		}
+		if (cc == CURLE_OK)
+			goto cleanup;
+		f.off = out->len;
+		ret = as_signature(classify(&f, cc, &next));
+		cu.easy_cleanup(f.h);
+		f.h = NULL;
+		if (next != NEXT_RETRY || retry >= o->retries)
+			goto cleanup;
+		sleep_ms(backoff(o, retry));
+		retry++;
+	}
+cleanup:
+	if (f.h)
+		cu.easy_cleanup(f.h);
+	if (ret)
+		kmpkg_buf_clear(out);
 	return ret;
 }

@@ -66,14 +66,17 @@ json_t *kmpkg_index_summary(const struct kmpkg_manifest *m, const char *source, 
 
 	for (i = 0; i < m->ndeps; i++)
 		json_object_set_new(deps, m->deps[i].name, json_string(m->deps[i].range));
+	/* "mirrors" only when the manifest has some: summaries cached before
+	 * the field existed look the same as those without. */
 	return json_pack("{s:s, s:s, s:s?, s:s?, s:s?, s:s?, s:s?, s:s?, s:s?, s:s?, s:o, s:o, s:o, s:o, "
-			 "s:{s:s?, s:s?, s:I, s:s?}}",
+			 "s:{s:s?, s:s?, s:I, s:s?, s:o*}}",
 			 "name", m->name, "version", m->version, "source", source, "commit", commit, "path", path,
 			 "blob", blob, "description", m->description, "host", m->host, "api", m->api, "tier",
 			 m->tier, "requires", strlist_json(&m->requires), "provides", strlist_json(&m->provides),
 			 "permissions", strlist_json(&m->permissions), "deps", deps, "artifact", "url",
 			 m->artifact.url, "sha256", m->artifact.sha256, "size", (json_int_t)m->artifact.size,
-			 "signature", m->artifact.signature);
+			 "signature", m->artifact.signature, "mirrors",
+			 m->artifact.mirrors.n ? strlist_json(&m->artifact.mirrors) : NULL);
 }
 
 static void strlist_from(struct kmpkg_strlist *out, const json_t *a)
@@ -126,6 +129,7 @@ int kmpkg_index_manifest(struct kmpkg_manifest **out, const json_t *s)
 		m->artifact.sha256 = xstrdup(js(a, "sha256"));
 		m->artifact.size = (uint64_t)json_integer_value(json_object_get(a, "size"));
 		m->artifact.signature = xstrdup(js(a, "signature"));
+		strlist_from(&m->artifact.mirrors, json_object_get(a, "mirrors"));
 	}
 	*out = m;
 	return 0;

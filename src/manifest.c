@@ -57,6 +57,7 @@ void kmpkg_manifest_free(struct kmpkg_manifest *m)
 	free(m->artifact.url);
 	free(m->artifact.sha256);
 	free(m->artifact.signature);
+	kmpkg_strlist_release(&m->artifact.mirrors);
 	if (m->pos) {
 		kmpkg_yamltree_free(m->pos->tree);
 		free(m->pos);
@@ -225,9 +226,46 @@ static bool url_ok(const char *u)
 	return !strstr(u, "://") && kmpkg_schema_relpath_valid(u);
 }
 
+/* A mirror is fetched as is, never read from the repository: an absolute
+ * http, https or file URL. */
+static bool mirror_ok(const char *u)
+{
+	size_t i;
+
+	for (i = 0; u[i]; i++)
+		if ((unsigned char)u[i] <= ' ' || u[i] == 0x7f)
+			return false;
+	if (!strncmp(u, "https://", 8))
+		return u[8] != '\0';
+	if (!strncmp(u, "http://", 7))
+		return u[7] != '\0';
+	return !strncmp(u, "file:///", 8) && u[8] != '\0';
+}
+
+/* artifact.mirrors (an extension of SPEC §6): a list of URLs tried in order
+ * after artifact.url. */
+static void load_mirrors(struct kmpkg_schema *s, struct kmpkg_manifest *m, kmpkg_ynode *a)
+{
+	kmpkg_ynode *n = kmpkg_schema_strlist(s, &m->artifact.mirrors, a, "mirrors", false);
+	size_t i;
+
+	if (!n)
+		return;
+	if (n->n > KMPKG_MANIFEST_MAX_MIRRORS)
+		kmpkg_schema_report(s, KMPKG_SEV_ERROR, "INVALID_VALUE", n, NULL, "at most 16 mirrors", NULL,
+				    "keep the 16 most reliable mirrors", "%zu mirrors, at most %d are allowed", n->n,
+				    KMPKG_MANIFEST_MAX_MIRRORS);
+	for (i = 0; i < m->artifact.mirrors.n; i++)
+		if (!mirror_ok(m->artifact.mirrors.v[i]))
+			kmpkg_schema_report(s, KMPKG_SEV_ERROR, "INVALID_VALUE", n->items[i], NULL,
+					    "an https://, http:// or file:/// URL", m->artifact.mirrors.v[i],
+					    "give the full URL of a copy of the artifact",
+					    "'%.200s' is not a usable mirror URL", m->artifact.mirrors.v[i]);
+}
+
 static void load_artifact(struct kmpkg_schema *s, struct kmpkg_manifest *m, kmpkg_ynode *root)
 {
-	static const char *const known[] = { "url", "sha256", "size", "signature", NULL };
+	static const char *const known[] = { "url", "sha256", "size", "signature", "mirrors", NULL };
 	kmpkg_ynode *a = kmpkg_schema_field(s, root, "artifact", false);
 	size_t i;
 
@@ -255,6 +293,7 @@ static void load_artifact(struct kmpkg_schema *s, struct kmpkg_manifest *m, kmpk
 	}
 	kmpkg_schema_uint(s, &m->artifact.size, a, "size", true, 1, UINT64_MAX);
 	kmpkg_schema_string(s, &m->artifact.signature, a, "signature", false);
+	load_mirrors(s, m, a);
 	kmpkg_schema_unknown(s, a, known);
 }
 

@@ -232,16 +232,38 @@ static bool filter(void *ctx, const char *name, const char *version, void *userd
 
 /* ---- fetching ------------------------------------------------------------ */
 
+/* A target's fetch callback context (struct kmpkg_txn_target.fetch). */
 struct fetched {
-	char *path;        /* cache/<sha256> */
+	const struct kmpkg_cli *cli;
 	const json_t *sum; /* the chosen summary */
-	const char *constraint;
+};
+
+/* The one-line download bar on stderr (TTY only, not --quiet or --json). */
+struct bar {
+	const char *label;
+	int last; /* per mille drawn last, -1 before the first */
+	bool drawn;
 };
 
 static void draw_fetch(void *ctx, uint64_t now, uint64_t total)
 {
-	fprintf(stderr, "\rdownloading %s: %llu/%llu KiB", (const char *)ctx, (unsigned long long)(now / 1024),
-		(unsigned long long)(total / 1024));
+	struct bar *b = ctx;
+	char cells[31];
+	int pm = total ? (int)(now >= total ? 1000 : now * 1000 / total) : 0, full = pm * 30 / 1000, i;
+
+	if (pm == b->last)
+		return;
+	b->last = pm;
+	for (i = 0; i < 30; i++)
+		cells[i] = i < full ? '=' : i == full ? '>' : ' ';
+	cells[30] = '\0';
+	if (total >= 1024 * 1024)
+		fprintf(stderr, "\r\033[Kdownloading %s [%s] %3d%% %.1f/%.1f MiB", b->label, cells, pm / 10,
+			(double)now / 1048576.0, (double)total / 1048576.0);
+	else
+		fprintf(stderr, "\r\033[Kdownloading %s [%s] %3d%% %.1f/%.1f KiB", b->label, cells, pm / 10,
+			(double)now / 1024.0, (double)total / 1024.0);
+	b->drawn = true;
 }
 
 static void sha256_hex(char out[65], const void *data, size_t len)
@@ -260,6 +282,13 @@ static bool is_url(const char *s)
 	return strncmp(s, "https://", 8) == 0 || strncmp(s, "http://", 7) == 0 || strncmp(s, "file://", 7) == 0;
 }
 
+static bool ends_with(const char *s, const char *suffix)
+{
+	size_t n = strlen(s), k = strlen(suffix);
+
+	return n >= k && strcmp(s + n - k, suffix) == 0;
+}
+
 /* The path of a file named relative to the artifact: beside it in the
  * repository ("artifacts/x.kmpkg" + "x.kmpkg.minisig"). */
 static char *beside(const char *artifact, const char *rel)
@@ -273,8 +302,10 @@ static char *beside(const char *artifact, const char *rel)
 	return kmpkg_buf_detach(&b);
 }
 
-/* Puts the artifact's signature (if the index names one, in the repository)
- * beside the cached package, where the engine's verify phase looks. */
+/* Puts the artifact's signature (if the index names one: a path in the
+ * repository, or an http(s)/file URL fetched with a size cap) beside the
+ * cached package, where the engine's verify phase looks. What was fetched is
+ * not trusted here: the verify phase checks it against the trusted keys. */
 static int fetch_signature(struct kmpkg_source *src, const json_t *sum, const char *cached)
 {
 	const json_t *a = json_object_get(sum, "artifact");
@@ -289,17 +320,31 @@ static int fetch_signature(struct kmpkg_source *src, const json_t *sum, const ch
 	kmpkg_buf_printf(&dest, "%s.sig", cached);
 	unlink(dest.ptr);
 	kmpkg_buf_clear(&dest);
-	if (!sig || is_url(sig) || !src)
-		goto cleanup; /* signatures are read from the repository only */
-	path = url && !is_url(url) ? beside(url, sig) : strdup(sig);
-	err = kmpkg_source_read_blob(&b, src, js(sum, "commit"), path, SIGNATURE_MAX_BYTES);
-	if (err == KMPKG_ENOTFOUND && strcmp(path, sig) != 0) {
-		kmpkg_error_clear();
-		err = kmpkg_source_read_blob(&b, src, js(sum, "commit"), sig, SIGNATURE_MAX_BYTES);
-	}
-	if (err)
+	if (!sig)
 		goto cleanup;
-	kmpkg_buf_printf(&dest, "%s%s", cached, strlen(sig) > 8 && !strcmp(sig + strlen(sig) - 8, ".minisig") ? ".minisig" : ".sig");
+	if (is_url(sig)) {
+		struct kmpkg_fetch_opts fo;
+		size_t q = strcspn(sig, "?#");
+
+		kmpkg_fetch_opts_init(&fo);
+		if ((err = kmpkg_fetch_small(&b, sig, SIGNATURE_MAX_BYTES, &fo)) != 0)
+			goto cleanup;
+		path = strndup(sig, q); /* the URL's path decides the kind */
+		if (!path)
+			abort();
+	} else {
+		if (!src)
+			goto cleanup; /* no repository to read it from */
+		path = url && !is_url(url) ? beside(url, sig) : strdup(sig);
+		err = kmpkg_source_read_blob(&b, src, js(sum, "commit"), path, SIGNATURE_MAX_BYTES);
+		if (err == KMPKG_ENOTFOUND && strcmp(path, sig) != 0) {
+			kmpkg_error_clear();
+			err = kmpkg_source_read_blob(&b, src, js(sum, "commit"), sig, SIGNATURE_MAX_BYTES);
+		}
+		if (err)
+			goto cleanup;
+	}
+	kmpkg_buf_printf(&dest, "%s%s", cached, ends_with(path, ".minisig") ? ".minisig" : ".sig");
 	err = kmpkg_fsutil_write_file(dest.ptr, b.ptr ? b.ptr : "", b.len, 0644);
 cleanup:
 	free(path);
@@ -308,16 +353,74 @@ cleanup:
 	return err;
 }
 
-static int fetch_one(char **out, const struct kmpkg_cli *cli, const json_t *sum)
+/* A package kept in the source repository: read from the objects at the
+ * indexed commit, checked, then published in the cache as *out. */
+static int from_repo(char **out, struct kmpkg_source *src, const json_t *sum, const char *cache)
 {
 	const json_t *a = json_object_get(sum, "artifact");
 	const char *url = js(a, "url"), *sha = js(a, "sha256"), *source = js(sum, "source");
 	uint64_t size = (uint64_t)json_integer_value(json_object_get(a, "size"));
-	char *kdir = kmpkg_fsutil_join(cli->root, "kmpkg"), *cache = kmpkg_fsutil_join(kdir, "cache");
-	struct kmpkg_source *src = NULL;
-	struct kmpkg_buf blob = KMPKG_BUF_INIT, label = KMPKG_BUF_INIT;
+	struct kmpkg_buf blob = KMPKG_BUF_INIT;
 	char got[65];
 	int err;
+
+	*out = NULL;
+	if ((err = kmpkg_fsutil_mkdir_p(cache, 0755)) != 0)
+		goto cleanup;
+	*out = kmpkg_fsutil_join(cache, sha);
+	if (kmpkg_fsutil_exists(*out))
+		goto cleanup;
+	err = kmpkg_source_read_blob(&blob, src, js(sum, "commit"), url, (size_t)size);
+	if (err && strcmp(kmpkg_error_last()->code, "E_SOURCE_BLOB_TOO_LARGE") == 0)
+		err = kmpkg_error_set(KMPKG_EVERIFY, "E_ARTIFACT_SIZE", "/artifact/size",
+				      "the index and the repository disagree; run 'kmpkg source update'",
+				      "%s in source %s is larger than its indexed size %llu", url, source,
+				      (unsigned long long)size);
+	if (err)
+		goto cleanup;
+	if (blob.len != size) {
+		err = kmpkg_error_set(KMPKG_EVERIFY, "E_ARTIFACT_SIZE", "/artifact/size",
+				      "the index and the repository disagree; run 'kmpkg source update'",
+				      "%s in source %s has %zu bytes, the index says %llu", url, source, blob.len,
+				      (unsigned long long)size);
+		goto cleanup;
+	}
+	sha256_hex(got, blob.ptr, blob.len);
+	if (strcmp(got, sha) != 0) {
+		err = kmpkg_error_set(KMPKG_EVERIFY, "E_FETCH_DIGEST", "/artifact/sha256",
+				      "the index and the repository disagree; run 'kmpkg source update'",
+				      "%s in source %s has sha256 %s, the index says %s", url, source, got, sha);
+		goto cleanup;
+	}
+	err = kmpkg_fsutil_write_file(*out, blob.ptr, blob.len, 0644);
+cleanup:
+	if (err) {
+		free(*out);
+		*out = NULL;
+	}
+	kmpkg_buf_release(&blob);
+	return err;
+}
+
+/*
+ * Makes the chosen version's package available in kmpkg/cache/<sha256>:
+ * artifact.url first (a URL, or a path read from the repository's objects),
+ * then artifact.mirrors in order (an extension of SPEC §6). A package read
+ * from the repository falls back to the mirrors when the read fails for any
+ * reason but a local resource error.
+ */
+static int fetch_one(char **out, const struct kmpkg_cli *cli, const json_t *sum)
+{
+	const json_t *a = json_object_get(sum, "artifact"), *mirrors = json_object_get(a, "mirrors"), *m;
+	const char *url = js(a, "url"), *sha = js(a, "sha256"), *source = js(sum, "source");
+	uint64_t size = (uint64_t)json_integer_value(json_object_get(a, "size"));
+	char *kdir = kmpkg_fsutil_join(cli->root, "kmpkg"), *cache = kmpkg_fsutil_join(kdir, "cache");
+	const char **urls = NULL;
+	struct kmpkg_source *src = NULL;
+	struct kmpkg_buf label = KMPKG_BUF_INIT;
+	struct bar bar = { NULL, -1, false };
+	size_t nurls = 0, i;
+	int err = 0;
 
 	*out = NULL;
 	if (!url || !sha || !size) {
@@ -325,63 +428,55 @@ static int fetch_one(char **out, const struct kmpkg_cli *cli, const json_t *sum)
 				      "the index entry of %s %s has no usable artifact", js(sum, "name"), js(sum, "version"));
 		goto cleanup;
 	}
+	urls = calloc(json_array_size(mirrors) + 2, sizeof(*urls));
+	if (!urls)
+		abort();
+	if (is_url(url))
+		urls[nurls++] = url;
+	json_array_foreach(mirrors, i, m)
+		if (json_is_string(m))
+			urls[nurls++] = json_string_value(m);
 	if (source && (err = kmpkg_source_open(&src, cli->root, source, false)) != 0) {
-		if (is_url(url))
-			kmpkg_error_clear(); /* needed for a signature only */
+		if (is_url(url) || nurls > 0)
+			kmpkg_error_clear(); /* needed for a signature only, or the mirrors serve it */
 		else
 			goto cleanup;
+		err = 0;
 	}
-	if (is_url(url)) {
+	if (!is_url(url)) {
+		err = src ? from_repo(out, src, sum, cache) : KMPKG_ENOTFOUND;
+		if (err == 0 || nurls == 0 || err == KMPKG_ERESOURCE) {
+			if (err && !src)
+				err = kmpkg_error_set(KMPKG_ENOTFOUND, "E_SOURCE_NOT_FOUND", NULL,
+						      "run 'kmpkg source update'", "%s %s is kept in source %s, which is gone",
+						      js(sum, "name"), js(sum, "version"), source ? source : "?");
+			if (err)
+				goto cleanup;
+		} else {
+			kmpkg_error_clear();
+			err = 0;
+		}
+	}
+	if (!*out) {
 		struct kmpkg_fetch_opts fo;
 
 		kmpkg_buf_printf(&label, "%s %s", js(sum, "name"), js(sum, "version"));
+		bar.label = label.ptr;
 		kmpkg_fetch_opts_init(&fo);
-		fo.urls = &url;
-		fo.nurls = 1;
+		fo.urls = urls;
+		fo.nurls = nurls;
 		fo.expect_sha256 = sha;
 		fo.expect_size = size;
 		fo.cache_dir = cache;
 		if (cli->tty && !cli->quiet && !cli->json) {
 			fo.progress = draw_fetch;
-			fo.progress_ctx = label.ptr;
+			fo.progress_ctx = &bar;
 		}
 		err = kmpkg_fetch(out, &fo);
-		if (fo.progress)
+		if (bar.drawn)
 			fprintf(stderr, "\r\033[K");
 		if (err)
 			goto cleanup;
-	} else {
-		/* A package kept in the source repository: read from the objects
-		 * at the indexed commit, checked, then published in the cache. */
-		if ((err = kmpkg_fsutil_mkdir_p(cache, 0755)) != 0)
-			goto cleanup;
-		*out = kmpkg_fsutil_join(cache, sha);
-		if (!kmpkg_fsutil_exists(*out)) {
-			err = kmpkg_source_read_blob(&blob, src, js(sum, "commit"), url, (size_t)size);
-			if (err && strcmp(kmpkg_error_last()->code, "E_SOURCE_BLOB_TOO_LARGE") == 0)
-				err = kmpkg_error_set(KMPKG_EVERIFY, "E_ARTIFACT_SIZE", "/artifact/size",
-						      "the index and the repository disagree; run 'kmpkg source update'",
-						      "%s in source %s is larger than its indexed size %llu", url, source,
-						      (unsigned long long)size);
-			if (err)
-				goto cleanup;
-			if (blob.len != size) {
-				err = kmpkg_error_set(KMPKG_EVERIFY, "E_ARTIFACT_SIZE", "/artifact/size",
-						      "the index and the repository disagree; run 'kmpkg source update'",
-						      "%s in source %s has %zu bytes, the index says %llu", url, source,
-						      blob.len, (unsigned long long)size);
-				goto cleanup;
-			}
-			sha256_hex(got, blob.ptr, blob.len);
-			if (strcmp(got, sha) != 0) {
-				err = kmpkg_error_set(KMPKG_EVERIFY, "E_FETCH_DIGEST", "/artifact/sha256",
-						      "the index and the repository disagree; run 'kmpkg source update'",
-						      "%s in source %s has sha256 %s, the index says %s", url, source, got, sha);
-				goto cleanup;
-			}
-			if ((err = kmpkg_fsutil_write_file(*out, blob.ptr, blob.len, 0644)) != 0)
-				goto cleanup;
-		}
 	}
 	err = fetch_signature(src, sum, *out);
 cleanup:
@@ -390,11 +485,19 @@ cleanup:
 		*out = NULL;
 	}
 	kmpkg_source_close(src);
-	kmpkg_buf_release(&blob);
 	kmpkg_buf_release(&label);
+	free(urls);
 	free(cache);
 	free(kdir);
 	return err;
+}
+
+/* Called by the engine in the transaction's download phase. */
+static int fetch_target(char **path, void *ctx)
+{
+	const struct fetched *f = ctx;
+
+	return fetch_one(path, f->cli, f->sum);
 }
 
 /* ---- the plan ---------------------------------------------------------------- */
@@ -646,9 +749,10 @@ int kmpkg_plan_run(const struct kmpkg_cli *cli, struct kmpkg_cmdopts *o, char *c
 			continue;
 		if (it->action != KMPKG_RESOLVE_UPGRADE)
 			all_upgrades = false;
-		if ((err = fetch_one(&fx[ntg].path, cli, s)) != 0)
-			goto cleanup;
-		tg[ntg].path = fx[ntg].path;
+		fx[ntg].cli = cli;
+		fx[ntg].sum = s;
+		tg[ntg].fetch = fetch_target;
+		tg[ntg].fetch_ctx = &fx[ntg];
 		tg[ntg].expect_name = it->name;
 		tg[ntg].expect_version = it->version;
 		tg[ntg].expect_sha256 = js(json_object_get(s, "artifact"), "sha256");
@@ -671,8 +775,6 @@ int kmpkg_plan_run(const struct kmpkg_cli *cli, struct kmpkg_cmdopts *o, char *c
 		summary = NULL;
 	}
 cleanup:
-	for (i = 0; fx && i < ntg; i++)
-		free(fx[i].path);
 	free(fx);
 	free(tg);
 	kmpkg_lock_release(lock);

@@ -31,7 +31,9 @@
  * Phases of "running" (field "phase"; each start and end is its own durable
  * LMDB commit with a journal event, done by phase_begin / phase_end):
  *
- *   1 download            stage_download: stream each .kmpkg into cache/<sha256>
+ *   1 download            download_one: a target's fetch callback first (install
+ *                         by name: the HTTP download, src/fetch.c), then stream
+ *                         each .kmpkg into cache/<sha256>
  *   2 verify              verify_manifest: re-hash, read + check the manifest,
  *                         signature; preflight_changes: the preflight gate
  *                         (below); verify_store: extract to tmp/<id>/, one
@@ -908,6 +910,8 @@ static int download_one(struct engine *e, struct change *c)
 	char *tmp = NULL;
 	int fd = -1, wfd = -1, err;
 
+	if (!c->path && c->target && c->target->fetch && (err = c->target->fetch(&c->path, c->target->fetch_ctx)) != 0)
+		goto cleanup;
 	if ((err = open_package(&fd, c->path)) != 0)
 		goto cleanup;
 	/* The partial copy lives in the staging (swept after a crash), and is
@@ -1314,7 +1318,7 @@ static char *target_args(const struct engine *e)
 		const struct kmpkg_txn_target *t = c->target;
 		char *w = t && t->expect_name ? xasprintf("%s%s%s", t->expect_name, t->constraint ? "@" : "",
 							  t->constraint ? t->constraint : "")
-					      : xstrdup(c->path);
+					      : xstrdup(c->path ? c->path : "?");
 
 		if (i)
 			kmpkg_buf_puts(&b, " ");
@@ -2446,7 +2450,10 @@ int kmpkg_txn_install_targets(json_t **out, const struct kmpkg_txn_opts *o, cons
 		c->target = &tg[i];
 	}
 	if (o->dry_run) {
-		if ((err = plan_packages(&e, update)) == 0)
+		for (i = 0; i < e.nch && !err; i++)
+			if (!e.ch[i].path && tg[i].fetch)
+				err = tg[i].fetch(&e.ch[i].path, tg[i].fetch_ctx);
+		if (!err && (err = plan_packages(&e, update)) == 0)
 			*out = plan_json(&e);
 		goto cleanup;
 	}

@@ -78,4 +78,17 @@ void kmpkg_fetch_opts_init(struct kmpkg_fetch_opts *o);
  */
 int kmpkg_fetch(char **out, const struct kmpkg_fetch_opts *o);
 
+struct kmpkg_buf;
+
+/*
+ * Appends to out a small document that the index names but does not pin by
+ * digest (a detached signature, checked afterwards against trusted keys): at
+ * most `max` bytes from the URL (http, https or file), into memory, nothing
+ * on disk. Uses o's timeouts, retries and backoff; o's urls, digest, size,
+ * cache_dir and progress are ignored (o may be NULL: the defaults).
+ * Errors as kmpkg_fetch (E_FETCH_TOO_LARGE past `max`), with field
+ * "/artifact/signature"; out is left empty on error.
+ */
+int kmpkg_fetch_small(struct kmpkg_buf *out, const char *url, size_t max, const struct kmpkg_fetch_opts *o);
+
 #endif

@@ -6,7 +6,7 @@
  *   index    name \0 version \0 source -> summary of plugins/<name>/<version>.yaml:
  *            {name, version, source, commit, path, blob, description, host,
  *             api, tier, requires, provides, permissions, deps: {name: range},
- *             artifact: {url, sha256, size, signature}}
+ *             artifact: {url, sha256, size, signature, mirrors (only when given)}}
  *   catalog  name -> {name, version (newest in any source), description (of
  *            that version), sources: [...]}, rewritten for every name a sync
  *            touches; `search` scans only this.

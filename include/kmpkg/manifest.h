@@ -17,6 +17,7 @@
 #define KMPKG_MANIFEST_MAX_BYTES (64 * 1024)
 #define KMPKG_MANIFEST_MAX_DEPTH 32
 #define KMPKG_MANIFEST_MAX_SCALAR 4096
+#define KMPKG_MANIFEST_MAX_MIRRORS 16
 
 struct kmpkg_strlist {
 	char **v;
@@ -51,6 +52,9 @@ struct kmpkg_manifest {
 		char *sha256;  /* 64 lowercase hex */
 		uint64_t size;
 		char *signature; /* may be NULL */
+		/* Extension of SPEC §6: http(s) or file URLs tried in order
+		 * after url; at most KMPKG_MANIFEST_MAX_MIRRORS. */
+		struct kmpkg_strlist mirrors;
 	} artifact;
 	struct kmpkg_posmap *pos; /* positions of every node, for diagnostics */
 };

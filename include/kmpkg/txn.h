@@ -54,6 +54,13 @@ struct kmpkg_txn_target {
 	const char *constraint;     /* NULL, or the range remembered for the plugin (install NAME@RANGE) */
 	const char *source;         /* NULL, or the source the target was resolved from ... */
 	const char *source_commit;  /* ... and its index commit; both recorded in the txn's "resolved" */
+	/* Optional, with path NULL: makes the package available (a download
+	 * into the cache) inside the transaction's download phase, so that a
+	 * failed download is an aborted transaction with its code in the
+	 * history. Sets *path to a malloc'd path the engine frees. A dry run
+	 * calls it before planning. */
+	int (*fetch)(char **path, void *ctx);
+	void *fetch_ctx;
 };
 
 int kmpkg_txn_install_targets(json_t **out, const struct kmpkg_txn_opts *o, const struct kmpkg_txn_target *t,

@@ -480,6 +480,8 @@ Test(manifest, wrong_types_for_every_field)
 		{ "artifact string", "artifact: x\n", "MANIFEST_TYPE", 4, 11, "/artifact" },
 		{ "artifact url list", "artifact: {url: [a], sha256: 9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08, size: 1}\n", "MANIFEST_TYPE", 4, 17, "/artifact/url" },
 		{ "artifact size string", "artifact: {url: a.kmpkg, sha256: 9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08, size: big}\n", "MANIFEST_TYPE", 4, 106, "/artifact/size" },
+		{ "mirrors string", "artifact: {url: a.kmpkg, sha256: 9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08, size: 1, mirrors: 'https://m/a'}\n", "MANIFEST_TYPE", 4, 118, "/artifact/mirrors" },
+		{ "mirror map", "artifact: {url: a.kmpkg, sha256: 9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08, size: 1, mirrors: [{a: b}]}\n", "MANIFEST_TYPE", 4, 119, "/artifact/mirrors/0" },
 		{ "artifact signature map", "artifact: {url: a.kmpkg, sha256: 9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08, size: 1, signature: {}}\n", "MANIFEST_TYPE", 4, 120, "/artifact/signature" },
 	};
 
@@ -541,11 +543,34 @@ Test(manifest, bad_values)
 		{ "size 0", "artifact: {url: a.kmpkg, sha256: 9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08, size: 0}\n", "MANIFEST_INVALID_VALUE", 4, 106, "/artifact/size" },
 		{ "url ftp", "artifact: {url: 'ftp://x/y', sha256: 9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08, size: 1}\n", "MANIFEST_INVALID_VALUE", 4, 17, "/artifact/url" },
 		{ "url dotdot", "artifact: {url: ../../etc/passwd, sha256: 9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08, size: 1}\n", "MANIFEST_INVALID_VALUE", 4, 17, "/artifact/url" },
+		{ "mirror relative", "artifact: {url: a.kmpkg, sha256: 9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08, size: 1, mirrors: ['https://m/a', a.kmpkg]}\n", "MANIFEST_INVALID_VALUE", 4, 134, "/artifact/mirrors/1" },
+		{ "mirror ftp", "artifact: {url: a.kmpkg, sha256: 9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08, size: 1, mirrors: ['ftp://m/a']}\n", "MANIFEST_INVALID_VALUE", 4, 119, "/artifact/mirrors/0" },
+		{ "mirror file relative", "artifact: {url: a.kmpkg, sha256: 9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08, size: 1, mirrors: ['file://m/a']}\n", "MANIFEST_INVALID_VALUE", 4, 119, "/artifact/mirrors/0" },
+		{ "mirror empty", "artifact: {url: a.kmpkg, sha256: 9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08, size: 1, mirrors: ['']}\n", "MANIFEST_INVALID_VALUE", 4, 119, "/artifact/mirrors/0" },
+		{ "17 mirrors", "artifact: {url: a.kmpkg, sha256: 9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08, size: 1, mirrors: [http://a, http://a, http://a, http://a, http://a, http://a, http://a, http://a, http://a, http://a, http://a, http://a, http://a, http://a, http://a, http://a, http://a]}\n", "MANIFEST_INVALID_VALUE", 4, 118, "/artifact/mirrors" },
 		{ "empty permission", "permissions: [network, '']\n", "MANIFEST_INVALID_VALUE", 4, 24, "/permissions/1" },
 		{ "empty tier", "tier: ''\n", "MANIFEST_INVALID_VALUE", 4, 7, "/tier" },
 	};
 
 	run_cases(cases, sizeof(cases) / sizeof(cases[0]));
+}
+
+Test(manifest, artifact_mirrors_in_order)
+{
+	const char *y = HEAD "artifact:\n  url: https://a.example/x.kmpkg\n"
+			"  sha256: 9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08\n  size: 3\n"
+			"  mirrors: [https://b.example/x.kmpkg, 'http://c.example/x.kmpkg', file:///srv/x.kmpkg]\n";
+	struct kmpkg_diags d = KMPKG_DIAGS_INIT;
+	struct kmpkg_manifest *m = NULL;
+
+	cr_assert_eq(kmpkg_manifest_load_buf(&m, "f.yaml", y, strlen(y), &d), 0);
+	cr_assert_eq(d.n, 0, "no warning for mirrors: %s", d.n ? d.v[0].message : "");
+	cr_assert_eq(m->artifact.mirrors.n, 3);
+	cr_assert_str_eq(m->artifact.mirrors.v[0], "https://b.example/x.kmpkg");
+	cr_assert_str_eq(m->artifact.mirrors.v[1], "http://c.example/x.kmpkg");
+	cr_assert_str_eq(m->artifact.mirrors.v[2], "file:///srv/x.kmpkg");
+	kmpkg_manifest_free(m);
+	kmpkg_diags_release(&d);
 }
 
 Test(manifest, every_problem_is_reported)
