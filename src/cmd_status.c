@@ -44,7 +44,7 @@ int kmpkg_cmd_status(struct kmpkg_cli *cli, int argc, char **argv)
 {
 	struct kmpkg_state *st = NULL;
 	struct kmpkg_state_txn *t = NULL;
-	json_t *rec = NULL, *holder = NULL, *txns = NULL, *out;
+	json_t *rec = NULL, *holder = NULL, *txns = NULL, *last = NULL, *out;
 	int64_t active = 0, known_good = 0;
 	bool held;
 	int err;
@@ -70,7 +70,11 @@ int kmpkg_cmd_status(struct kmpkg_cli *cli, int argc, char **argv)
 		} else {
 			if (held && kmpkg_state_gets(&holder, t, KMPKG_DB_LOCK, "holder") == 0 && js(holder, "id"))
 				kmpkg_state_gets(&rec, t, KMPKG_DB_TXNS, js(holder, "id"));
+			if (!rec && kmpkg_state_gets(&last, t, KMPKG_DB_META, "last_txn") == 0 && json_is_string(last))
+				kmpkg_state_gets(&rec, t, KMPKG_DB_TXNS, json_string_value(last));
+			kmpkg_error_clear();
 			if (!rec) {
+				/* A root from before last_txn was kept: scan. */
 				if ((err = kmpkg_cmdutil_txns(&txns, t)) != 0)
 					goto cleanup;
 				rec = json_incref(json_array_get(txns, 0));
@@ -107,6 +111,7 @@ int kmpkg_cmd_status(struct kmpkg_cli *cli, int argc, char **argv)
 cleanup:
 	json_decref(rec);
 	json_decref(holder);
+	json_decref(last);
 	json_decref(txns);
 	kmpkg_state_abort(t);
 	kmpkg_state_free(st);

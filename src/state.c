@@ -14,7 +14,7 @@
 #define STATE_MAPSIZE ((size_t)1 << 30)
 
 static const char *const db_names[KMPKG_DB_COUNT] = {
-	"meta", "txns", "journal", "installed", "store", "generations", "lock", "sources", "index", "catalog",
+	"meta", "txns", "journal", "installed", "store", "generations", "lock", "sources", "index", "catalog", "listing",
 };
 
 struct kmpkg_state {
@@ -312,6 +312,20 @@ int kmpkg_state_foreach_raw(struct kmpkg_state_txn *t, enum kmpkg_db db, const v
 cleanup:
 	mdb_cursor_close(c);
 	return err;
+}
+
+int kmpkg_state_count(size_t *out, struct kmpkg_state_txn *t, enum kmpkg_db db)
+{
+	MDB_stat st;
+	int rc;
+
+	*out = 0;
+	if (!t->s->have[db])
+		return 0;
+	if ((rc = mdb_stat(t->txn, t->s->dbi[db], &st)) != 0)
+		return mdb_err(rc, "stat");
+	*out = st.ms_entries;
+	return 0;
 }
 
 int kmpkg_state_gets(json_t **out, struct kmpkg_state_txn *t, enum kmpkg_db db, const char *key)

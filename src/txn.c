@@ -424,6 +424,27 @@ static int collect_gens(void *ctx, const void *key, size_t klen, json_t *val)
 	return 0;
 }
 
+/* Every change to the installed set goes through these two, which keep the
+ * listing db (what `list` reads) in step in the same LMDB transaction. */
+static int put_installed(struct kmpkg_state_txn *t, const char *name, const json_t *rec)
+{
+	json_t *brief = json_pack("[O?, O?, O?, O?]", json_object_get(rec, "version"), json_object_get(rec, "entry"),
+				  json_object_get(rec, "constraint"), json_object_get(rec, "description"));
+	int err = kmpkg_state_puts(t, KMPKG_DB_INSTALLED, name, rec);
+
+	if (!err)
+		err = kmpkg_state_puts(t, KMPKG_DB_LISTING, name, brief);
+	json_decref(brief);
+	return err;
+}
+
+static int del_installed(struct kmpkg_state_txn *t, const char *name)
+{
+	int err = kmpkg_state_dels(t, KMPKG_DB_INSTALLED, name);
+
+	return err ? err : kmpkg_state_dels(t, KMPKG_DB_LISTING, name);
+}
+
 /* Rewrites the installed DB as `set` (name -> store entry), keeping each
  * plugin's constraint from its previous record. */
 static int write_installed(struct kmpkg_state_txn *t, json_t *set)
@@ -431,20 +452,24 @@ static int write_installed(struct kmpkg_state_txn *t, json_t *set)
 	json_t *old = json_object(), *val, *rec = NULL, *copy;
 	const char *name;
 	void *tmp;
+	size_t ninst = 0, nlist = 0;
 	int err;
 
-	if ((err = kmpkg_state_foreach(t, KMPKG_DB_INSTALLED, NULL, 0, false, collect_obj, old)) != 0)
+	if ((err = kmpkg_state_foreach(t, KMPKG_DB_INSTALLED, NULL, 0, false, collect_obj, old)) != 0 ||
+	    (err = kmpkg_state_count(&ninst, t, KMPKG_DB_INSTALLED)) != 0 ||
+	    (err = kmpkg_state_count(&nlist, t, KMPKG_DB_LISTING)) != 0)
 		goto cleanup;
 	json_object_foreach_safe(old, tmp, name, val) {
-		if (!json_object_get(set, name) && (err = kmpkg_state_dels(t, KMPKG_DB_INSTALLED, name)) != 0)
+		if (!json_object_get(set, name) && (err = del_installed(t, name)) != 0)
 			goto cleanup;
 	}
 	json_object_foreach(set, name, val) {
 		json_t *was = json_object_get(old, name);
 
 		/* Unchanged plugins keep their record: a transaction writes what
-		 * it changes, not the whole installed set. */
-		if (was && json_equal(json_object_get(was, "entry"), val))
+		 * it changes, not the whole installed set (unless the listing db
+		 * is not complete yet: a root from before it existed). */
+		if (was && ninst == nlist && json_equal(json_object_get(was, "entry"), val))
 			continue;
 		err = kmpkg_state_gets(&rec, t, KMPKG_DB_STORE, json_string_value(val));
 		if (err == KMPKG_ENOTFOUND)
@@ -461,7 +486,7 @@ static int write_installed(struct kmpkg_state_txn *t, json_t *set)
 		copy = json_object_get(json_object_get(old, name), "granted_permissions");
 		if (copy)
 			json_object_set(rec, "granted_permissions", copy);
-		err = kmpkg_state_puts(t, KMPKG_DB_INSTALLED, name, rec);
+		err = put_installed(t, name, rec);
 		json_decref(rec);
 		rec = NULL;
 		if (err)
@@ -777,12 +802,19 @@ static int engine_open_readonly(struct engine *e)
 /* Transactions are numbered in start order ("order") for history. */
 static int bump_order(struct engine *e, struct kmpkg_state_txn *t, void *arg)
 {
+	json_t *last = json_string(e->id);
 	int64_t n;
 	int err;
 
 	(void)arg;
-	if ((err = kmpkg_state_meta_get(&n, t, "txn_seq", 0)) != 0 ||
-	    (err = kmpkg_state_meta_set(t, "txn_seq", n + 1)) != 0)
+	err = kmpkg_state_meta_get(&n, t, "txn_seq", 0);
+	if (!err)
+		err = kmpkg_state_meta_set(t, "txn_seq", n + 1);
+	/* The newest transaction, for status without a scan of history. */
+	if (!err)
+		err = kmpkg_state_puts(t, KMPKG_DB_META, "last_txn", last);
+	json_decref(last);
+	if (err)
 		return err;
 	json_object_set_new(e->rec, "order", json_integer(n + 1));
 	return kmpkg_state_puts(t, KMPKG_DB_TXNS, e->id, e->rec);
@@ -1513,7 +1545,7 @@ static int record_grants(struct engine *e, struct kmpkg_state_txn *t)
 		if ((err = kmpkg_state_gets(&rec, t, KMPKG_DB_INSTALLED, c->name)) != 0)
 			return err;
 		json_object_set(rec, "granted_permissions", c->grants);
-		err = kmpkg_state_puts(t, KMPKG_DB_INSTALLED, c->name, rec);
+		err = put_installed(t, c->name, rec);
 		json_decref(rec);
 		rec = NULL;
 	}
@@ -1644,7 +1676,7 @@ static int apply_constraints(struct engine *e, struct kmpkg_state_txn *t, void *
 		if ((err = kmpkg_state_gets(&rec, t, KMPKG_DB_INSTALLED, c->name)) != 0)
 			return err;
 		json_object_set_new(rec, "constraint", json_string(c->target->constraint));
-		err = kmpkg_state_puts(t, KMPKG_DB_INSTALLED, c->name, rec);
+		err = put_installed(t, c->name, rec);
 		json_decref(rec);
 		rec = NULL;
 	}

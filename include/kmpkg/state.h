@@ -13,6 +13,9 @@
  *   sources     source name -> {name, url, ref, token_env, keys, trusted, added, updated, ...}
  *   index       name \0 version \0 source -> an index manifest's summary (src/index.c)
  *   catalog     plugin name -> {version (newest), description, sources}: what search scans
+ *   listing     name -> [version, entry, constraint|null, description|null]: the
+ *               installed set in brief, written with every installed record, so
+ *               `list` does not parse the full records (1,000 plugins: ~0.4 MB)
  *
  * Databases added after a root was created (sources, index, catalog) are
  * created by the next writable open; a read-only open treats them as empty.
@@ -39,6 +42,7 @@ enum kmpkg_db {
 	KMPKG_DB_SOURCES,
 	KMPKG_DB_INDEX,
 	KMPKG_DB_CATALOG,
+	KMPKG_DB_LISTING,
 	KMPKG_DB_COUNT
 };
 
@@ -80,6 +84,9 @@ int kmpkg_state_foreach(struct kmpkg_state_txn *t, enum kmpkg_db db, const void 
 typedef int (*kmpkg_state_raw_fn)(void *ctx, const void *key, size_t klen, const void *val, size_t vlen);
 int kmpkg_state_foreach_raw(struct kmpkg_state_txn *t, enum kmpkg_db db, const void *prefix, size_t plen,
 			    kmpkg_state_raw_fn fn, void *ctx);
+
+/* Number of records in db (0 when the db does not exist yet). */
+int kmpkg_state_count(size_t *out, struct kmpkg_state_txn *t, enum kmpkg_db db);
 
 /* String-keyed conveniences. */
 int kmpkg_state_gets(json_t **out, struct kmpkg_state_txn *t, enum kmpkg_db db, const char *key);
