@@ -505,18 +505,6 @@ static const char *leaf(const char *path)
 	return slash ? slash + 1 : path;
 }
 
-static void hex(char *out, const unsigned char *md, size_t n)
-{
-	static const char digits[] = "0123456789abcdef";
-	size_t i;
-
-	for (i = 0; i < n; i++) {
-		out[2 * i] = digits[md[i] >> 4];
-		out[2 * i + 1] = digits[md[i] & 15];
-	}
-	out[2 * n] = '\0';
-}
-
 struct extract {
 	struct archive *a;
 	const struct kmpkg_extract_limits *lim;
@@ -609,7 +597,7 @@ static int write_file(struct extract *x, struct kmpkg_file *f, int parent, unsig
 	}
 	fd = -1;
 	EVP_DigestFinal_ex(md, digest, &dlen);
-	hex(f->sha256, digest, dlen);
+	kmpkg_hex(f->sha256, digest, dlen);
 cleanup:
 	if (fd >= 0)
 		close(fd);

@@ -89,3 +89,15 @@ void kmpkg_buf_release(struct kmpkg_buf *b)
 	b->ptr = NULL;
 	b->len = b->cap = 0;
 }
+
+void kmpkg_hex(char *out, const unsigned char *d, size_t n)
+{
+	static const char digits[] = "0123456789abcdef";
+	size_t i;
+
+	for (i = 0; i < n; i++) {
+		out[2 * i] = digits[d[i] >> 4];
+		out[2 * i + 1] = digits[d[i] & 15];
+	}
+	out[2 * n] = '\0';
+}

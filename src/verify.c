@@ -45,18 +45,6 @@ static const char *js(const json_t *o, const char *k)
 	return json_is_string(v) ? json_string_value(v) : NULL;
 }
 
-static void hex(char *out, const unsigned char *d, unsigned n)
-{
-	static const char digits[] = "0123456789abcdef";
-	unsigned i;
-
-	for (i = 0; i < n; i++) {
-		out[2 * i] = digits[d[i] >> 4];
-		out[2 * i + 1] = digits[d[i] & 15];
-	}
-	out[2 * n] = '\0';
-}
-
 /* sha256 of an open file, streamed. 1 when a read fails with EIO and the
  * like is not an error of ours but a finding ("unreadable"). */
 static int hash_fd(char out[65], int fd, const char *path)
@@ -86,7 +74,7 @@ static int hash_fd(char out[65], int fd, const char *path)
 		EVP_DigestUpdate(md, buf, (size_t)n);
 	}
 	EVP_DigestFinal_ex(md, digest, &dlen);
-	hex(out, digest, dlen);
+	kmpkg_hex(out, digest, dlen);
 cleanup:
 	EVP_MD_CTX_free(md);
 	free(buf);

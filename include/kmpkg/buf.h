@@ -22,4 +22,7 @@ void kmpkg_buf_clear(struct kmpkg_buf *b);
 char *kmpkg_buf_detach(struct kmpkg_buf *b);
 void kmpkg_buf_release(struct kmpkg_buf *b);
 
+/* n bytes as 2n lowercase hex digits and a NUL into out (2n + 1 bytes). */
+void kmpkg_hex(char *out, const unsigned char *d, size_t n);
+
 #endif
