@@ -1832,8 +1832,11 @@ static int commit_extra(struct engine *e, struct kmpkg_state_txn *t, void *arg)
 	(void)arg;
 	if ((err = kmpkg_state_gen_get(&g, t, (uint32_t)e->to_gen)) != 0)
 		return err;
+	/* A rollback to a known-good generation checks nothing: the
+	 * transaction that checked it stays named. */
+	if (!json_is_true(json_object_get(g, "healthy")))
+		json_object_set_new(g, "checked_by", json_string(e->id));
 	json_object_set_new(g, "healthy", json_true());
-	json_object_set_new(g, "checked_by", json_string(e->id));
 	err = kmpkg_state_gen_put(t, (uint32_t)e->to_gen, g);
 	json_decref(g);
 	if (!err)
@@ -2349,16 +2352,28 @@ static int after_activation_failed(struct engine *e, int failure)
 
 static int run_from_deps(struct engine *e, int64_t to_gen, bool new_gen)
 {
+	bool known_good_target = !new_gen && e->target_healthy;
 	json_t *results = NULL;
 	int err;
 
 	json_object_set_new(e->rec, "changes", changes_json(e));
-	if ((err = phase_begin(e, "dependency-prepare", NULL, NULL)) != 0)
-		return err;
-	if ((err = check_deps(e)) != 0)
-		return abort_txn(e, "dependency-prepare", err);
-	if ((err = phase_end(e, "dependency-prepare", 0, NULL, NULL, NULL)) != 0)
-		return err;
+	if (known_good_target) {
+		/* Back to a whole generation that passed its health checks when
+		 * it became known-good: the same store entries, already checked.
+		 * Its dependencies are still checked, but only activation is
+		 * recorded as a phase (start and end, each a durable commit) and
+		 * no health command runs: the way back must be quick and must not
+		 * hang on a plugin. */
+		if ((err = check_deps(e)) != 0)
+			return abort_txn(e, NULL, err);
+	} else {
+		if ((err = phase_begin(e, "dependency-prepare", NULL, NULL)) != 0)
+			return err;
+		if ((err = check_deps(e)) != 0)
+			return abort_txn(e, "dependency-prepare", err);
+		if ((err = phase_end(e, "dependency-prepare", 0, NULL, NULL, NULL)) != 0)
+			return err;
+	}
 	/* A rollback to another generation switches even if the sets are equal. */
 	if (real_changes(e) == 0 && (new_gen || to_gen == e->active)) {
 		if (e->staging)
@@ -2378,20 +2393,18 @@ static int run_from_deps(struct engine *e, int64_t to_gen, bool new_gen)
 		return activate_failed(e, err);
 	e->active = to_gen;
 
+	if (known_good_target) {
+		if ((err = finish(e, "committed", NULL, commit_extra, NULL)) != 0) {
+			err = after_activation_failed(e, err);
+			goto cleanup;
+		}
+		e->known_good = to_gen;
+		kmpkg_fault("commit:after-record");
+		goto cleanup;
+	}
 	if ((err = phase_begin(e, "health-check", NULL, NULL)) != 0)
 		return after_activation_failed(e, err);
-	if (!new_gen && e->target_healthy) {
-		/* Back to a whole generation that passed its health checks when it
-		 * became known-good: the same store entries, nothing new to check,
-		 * and the way back must not hang on a plugin's health command. The
-		 * phase is still recorded, with the reason it ran nothing. */
-		results = json_array();
-		json_array_append_new(results, json_pack("{s:b, s:s}", "skipped", 1, "reason",
-							 "generation passed its health checks before"));
-		err = 0;
-	} else {
-		err = run_checks(e, &results);
-	}
+	err = run_checks(e, &results);
 	kmpkg_fault("health-check:after-run");
 	if (err == 0) {
 		if ((err = phase_end(e, "health-check", 0, json_incref(results), NULL, NULL)) != 0 ||
