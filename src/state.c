@@ -1,4 +1,5 @@
 /* The LMDB state database (include/kmpkg/state.h). */
+#include <dirent.h>
 #include <errno.h>
 #include <lmdb.h>
 #include <stdio.h>
@@ -40,6 +41,84 @@ static int mdb_err(int rc, const char *what)
 			       "%s: %s", what, mdb_strerror(rc));
 }
 
+/* Creates the environment as <kdir>/state.new-XXXXXX, with every named db
+ * and the schema record committed, and renames it to `dir` (durably): a
+ * process killed while creating the state leaves a state.new-* directory,
+ * never a half-initialised kmpkg/state. Leftovers are removed here (the
+ * caller holds the root lock, or is first: a fresh root). */
+static int create_env(const char *kdir, const char *dir)
+{
+	char *tmp = NULL;
+	DIR *d = NULL;
+	struct dirent *de;
+	MDB_env *env = NULL;
+	MDB_txn *txn = NULL;
+	MDB_dbi dbi;
+	MDB_val k = { 6, (void *)"schema" }, v = { 1, (void *)"1" };
+	int rc, err, i;
+
+	if ((err = kmpkg_fsutil_mkdir_p(kdir, 0755)) != 0)
+		return err;
+	d = opendir(kdir);
+	while (d && (de = readdir(d)) != NULL) {
+		if (strncmp(de->d_name, "state.new-", 10) == 0) {
+			char *old = kmpkg_fsutil_join(kdir, de->d_name);
+
+			err = kmpkg_fsutil_rmtree(old);
+			free(old);
+			if (err)
+				goto cleanup;
+		}
+	}
+	tmp = kmpkg_fsutil_join(kdir, "state.new-XXXXXX");
+	if (!mkdtemp(tmp)) {
+		err = kmpkg_error_errno(errno, "create", tmp);
+		free(tmp);
+		tmp = NULL;
+		goto cleanup;
+	}
+	if ((rc = mdb_env_create(&env)) != 0 || (rc = mdb_env_set_maxdbs(env, 16)) != 0 ||
+	    (rc = mdb_env_set_mapsize(env, STATE_MAPSIZE)) != 0 || (rc = mdb_env_open(env, tmp, 0, 0644)) != 0 ||
+	    (rc = mdb_txn_begin(env, NULL, 0, &txn)) != 0) {
+		err = mdb_err(rc, "create state");
+		goto cleanup;
+	}
+	for (i = 0; i < KMPKG_DB_COUNT; i++) {
+		if ((rc = mdb_dbi_open(txn, db_names[i], MDB_CREATE, &dbi)) != 0) {
+			err = mdb_err(rc, "create database");
+			goto cleanup;
+		}
+		if (i == KMPKG_DB_META && (rc = mdb_put(txn, dbi, &k, &v, 0)) != 0) {
+			err = mdb_err(rc, "initialise state");
+			goto cleanup;
+		}
+	}
+	rc = mdb_txn_commit(txn); /* durable: default flags */
+	txn = NULL;
+	if (rc != 0) {
+		err = mdb_err(rc, "commit");
+		goto cleanup;
+	}
+	mdb_env_close(env);
+	env = NULL;
+	if ((err = kmpkg_fsutil_fsync_dir(tmp)) != 0 || (err = kmpkg_fsutil_rename(tmp, dir)) != 0)
+		goto cleanup;
+	free(tmp);
+	tmp = NULL;
+cleanup:
+	if (txn)
+		mdb_txn_abort(txn);
+	if (env)
+		mdb_env_close(env);
+	if (tmp) {
+		kmpkg_fsutil_rmtree(tmp);
+		free(tmp);
+	}
+	if (d)
+		closedir(d);
+	return err;
+}
+
 int kmpkg_state_open(struct kmpkg_state **out, const char *root, bool writable)
 {
 	struct kmpkg_state *s = NULL;
@@ -54,7 +133,7 @@ int kmpkg_state_open(struct kmpkg_state **out, const char *root, bool writable)
 		err = KMPKG_ENOTFOUND;
 		goto cleanup;
 	}
-	if (writable && (err = kmpkg_fsutil_mkdir_p(dir, 0755)) != 0)
+	if (writable && !kmpkg_fsutil_exists(dir) && (err = create_env(kdir, dir)) != 0)
 		goto cleanup;
 	s = calloc(1, sizeof(*s));
 	if (!s)
