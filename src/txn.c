@@ -195,6 +195,7 @@ struct engine {
 	int64_t to_gen;       /* -1 until activate */
 	bool new_gen;
 	bool target_healthy;  /* rollback to a generation that passed its checks */
+	bool start_pending;   /* txn_start deferred: the first commit records it */
 	uint64_t phase_t0;
 	char *staging;        /* kmpkg/tmp/<id> */
 	json_t *findings;     /* preflight findings, journaled with the verify end event */
@@ -501,6 +502,8 @@ cleanup:
 
 typedef int (*extra_fn)(struct engine *e, struct kmpkg_state_txn *t, void *arg);
 
+static int bump_order(struct engine *e, struct kmpkg_state_txn *t, void *arg);
+
 /* One durable commit: an optional journal event (taken over), the
  * transaction record, the lock holder record and whatever `extra` writes. */
 static int commit_with(struct engine *e, json_t *event, extra_fn extra, void *arg)
@@ -527,10 +530,14 @@ static int commit_with(struct engine *e, json_t *event, extra_fn extra, void *ar
 	}
 	if (err)
 		goto cleanup;
+	if (e->start_pending && (err = bump_order(e, t, NULL)) != 0)
+		goto cleanup;
 	if (extra && (err = extra(e, t, arg)) != 0)
 		goto cleanup;
 	err = kmpkg_state_commit(t);
 	t = NULL;
+	if (!err)
+		e->start_pending = false;
 cleanup:
 	kmpkg_state_abort(t);
 	json_decref(holder);
@@ -834,6 +841,8 @@ static int txn_start(struct engine *e, json_t *targets)
 			   "allowed_permissions", perms, "order", json_integer(0),
 			   "changes");
 	e->staging = kmpkg_fsutil_join(e->p.tmp, e->id);
+	if (e->start_pending)
+		return 0; /* recorded by the first phase commit (see run_from_deps) */
 	return commit_with(e, NULL, bump_order, NULL);
 }
 
@@ -1824,6 +1833,17 @@ static int run_checks(struct engine *e, json_t **results)
 	return first_fail ? KMPKG_EHEALTH : 0;
 }
 
+static int commit_extra(struct engine *e, struct kmpkg_state_txn *t, void *arg);
+
+/* A rollback to a known-good generation: the end of activation and the
+ * outcome in one commit. */
+static int activate_end_commit_extra(struct engine *e, struct kmpkg_state_txn *t, void *arg)
+{
+	int err = activate_end_extra(e, t, arg);
+
+	return err ? err : commit_extra(e, t, arg);
+}
+
 static int commit_extra(struct engine *e, struct kmpkg_state_txn *t, void *arg)
 {
 	json_t *g = NULL;
@@ -2361,9 +2381,9 @@ static int run_from_deps(struct engine *e, int64_t to_gen, bool new_gen)
 		/* Back to a whole generation that passed its health checks when
 		 * it became known-good: the same store entries, already checked.
 		 * Its dependencies are still checked, but only activation is
-		 * recorded as a phase (start and end, each a durable commit) and
-		 * no health command runs: the way back must be quick and must not
-		 * hang on a plugin. */
+		 * recorded as a phase (its start with the transaction record, its
+		 * end with the outcome: two durable commits) and no health command
+		 * runs: the way back must be quick and must not hang on a plugin. */
 		if ((err = check_deps(e)) != 0)
 			return abort_txn(e, NULL, err);
 	} else {
@@ -2389,19 +2409,29 @@ static int run_from_deps(struct engine *e, int64_t to_gen, bool new_gen)
 		return err;
 	if ((err = activate_fs(e)) != 0)
 		return activate_failed(e, err);
-	if ((err = phase_end(e, "activate", 0, NULL, activate_end_extra, NULL)) != 0)
-		return activate_failed(e, err);
-	e->active = to_gen;
-
 	if (known_good_target) {
-		if ((err = finish(e, "committed", NULL, commit_extra, NULL)) != 0) {
-			err = after_activation_failed(e, err);
-			goto cleanup;
+		/* Two commits in all: the transaction with the start of
+		 * activation (txn_start was deferred), and the end of activation
+		 * with the outcome. */
+		json_object_set_new(e->rec, "state", json_string("done"));
+		json_object_set_new(e->rec, "outcome", json_string("committed"));
+		json_object_set_new(e->rec, "ended", json_now());
+		if ((err = phase_end(e, "activate", 0, NULL, activate_end_commit_extra, NULL)) != 0) {
+			/* Not recorded: the record is still in flight for the way back. */
+			json_object_set_new(e->rec, "state", json_string("running"));
+			json_object_del(e->rec, "outcome");
+			json_object_del(e->rec, "ended");
+			return activate_failed(e, err);
 		}
+		e->active = to_gen;
 		e->known_good = to_gen;
 		kmpkg_fault("commit:after-record");
 		goto cleanup;
 	}
+	if ((err = phase_end(e, "activate", 0, NULL, activate_end_extra, NULL)) != 0)
+		return activate_failed(e, err);
+	e->active = to_gen;
+
 	if ((err = phase_begin(e, "health-check", NULL, NULL)) != 0)
 		return after_activation_failed(e, err);
 	err = run_checks(e, &results);
@@ -2788,6 +2818,9 @@ int kmpkg_txn_rollback(json_t **out, const struct kmpkg_txn_opts *o, const char 
 		json_array_append_new(g, json_string(name));
 	else
 		json_array_append_new(g, json_sprintf("generation %lld", (long long)to_gen));
+	/* Back to a known-good generation: recorded with the start of
+	 * activation, in one commit (see run_from_deps). */
+	e.start_pending = !new_gen && e.target_healthy;
 	if ((err = txn_start(&e, g)) != 0)
 		goto cleanup;
 	err = run_from_deps(&e, to_gen, new_gen);
