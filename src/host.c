@@ -102,21 +102,8 @@ int kmpkg_host_load_buf(struct kmpkg_host **out, const char *file, const char *d
 	kmpkg_schema_strlist(&s, &h->permissions_allowed, root, "permissions_allowed", false);
 	kmpkg_schema_unknown(&s, root, host_fields);
 
-	if (s.oom) {
-		err = kmpkg_error_set(KMPKG_EGENERIC, "E_NOMEM", NULL, NULL, "out of memory");
+	if ((err = kmpkg_schema_close(&h->pos, &s, &t)) != 0)
 		goto cleanup;
-	}
-	if (s.errors) {
-		err = KMPKG_EUSAGE;
-		goto cleanup;
-	}
-	h->pos = calloc(1, sizeof(*h->pos));
-	if (!h->pos) {
-		err = kmpkg_error_set(KMPKG_EGENERIC, "E_NOMEM", NULL, NULL, "out of memory");
-		goto cleanup;
-	}
-	h->pos->tree = t;
-	t = NULL;
 	*out = h;
 	h = NULL;
 cleanup:

@@ -357,21 +357,8 @@ int kmpkg_manifest_load_buf(struct kmpkg_manifest **out, const char *file, const
 	load_artifact(&s, m, root);
 	kmpkg_schema_unknown(&s, root, manifest_fields);
 
-	if (s.oom) {
-		err = kmpkg_error_set(KMPKG_EGENERIC, "E_NOMEM", NULL, NULL, "out of memory");
+	if ((err = kmpkg_schema_close(&m->pos, &s, &t)) != 0)
 		goto cleanup;
-	}
-	if (s.errors) {
-		err = KMPKG_EUSAGE;
-		goto cleanup;
-	}
-	m->pos = calloc(1, sizeof(*m->pos));
-	if (!m->pos) {
-		err = kmpkg_error_set(KMPKG_EGENERIC, "E_NOMEM", NULL, NULL, "out of memory");
-		goto cleanup;
-	}
-	m->pos->tree = t;
-	t = NULL;
 	*out = m;
 	m = NULL;
 cleanup:

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "kmpkg/buf.h"
+#include "kmpkg/error.h"
 #include "kmpkg/semver.h"
 #include "schema.h"
 
@@ -271,4 +272,17 @@ bool kmpkg_strlist_contains(const struct kmpkg_strlist *l, const char *s)
 		if (!strcmp(l->v[i], s))
 			return true;
 	return false;
+}
+
+int kmpkg_schema_close(struct kmpkg_posmap **pos, struct kmpkg_schema *s, struct kmpkg_yamltree **tree)
+{
+	if (!s->oom && s->errors)
+		return KMPKG_EUSAGE;
+	if (!s->oom)
+		*pos = calloc(1, sizeof(**pos));
+	if (s->oom || !*pos)
+		return kmpkg_error_set(KMPKG_EGENERIC, "E_NOMEM", NULL, NULL, "out of memory");
+	(*pos)->tree = *tree;
+	*tree = NULL;
+	return 0;
 }

@@ -33,6 +33,10 @@ struct kmpkg_schema {
 
 typedef const struct kmpkg_yamltree_node kmpkg_ynode;
 
+/* Both loaders' last step: E_NOMEM if the checks ran out of memory,
+ * KMPKG_EUSAGE if they reported an error, else *pos takes over *tree. */
+int kmpkg_schema_close(struct kmpkg_posmap **pos, struct kmpkg_schema *s, struct kmpkg_yamltree **tree);
+
 /* Both loaders' first step: the bounded reader, then "the root is a mapping"
  * (<prefix>_EMPTY for a null document, <prefix>_TYPE for another kind).
  * Returns 0 or the reader's error with one diagnostic added. */

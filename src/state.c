@@ -10,6 +10,7 @@
 #include "kmpkg/error.h"
 #include "kmpkg/fsutil.h"
 #include "kmpkg/state.h"
+#include "kmpkg/uuid.h"
 
 /* Big enough for years of history; the file is sparse until used. */
 #define STATE_MAPSIZE ((size_t)1 << 30)
@@ -41,13 +42,14 @@ static int mdb_err(int rc, const char *what)
 			       "%s: %s", what, mdb_strerror(rc));
 }
 
-/* Creates the environment as <kdir>/state.new-XXXXXX, with every named db
+/* Creates the environment as <kdir>/state.new-<uuid>, with every named db
  * and the schema record committed, and renames it to `dir` (durably): a
  * process killed while creating the state leaves a state.new-* directory,
  * never a half-initialised kmpkg/state. Leftovers are removed here (the
  * caller holds the root lock, or is first: a fresh root). */
 static int create_env(const char *kdir, const char *dir)
 {
+	char id[37], name[10 + sizeof(id)] = "state.new-";
 	char *tmp = NULL;
 	DIR *d = NULL;
 	struct dirent *de;
@@ -70,8 +72,11 @@ static int create_env(const char *kdir, const char *dir)
 				goto cleanup;
 		}
 	}
-	tmp = kmpkg_fsutil_join(kdir, "state.new-XXXXXX");
-	if (!mkdtemp(tmp)) {
+	if ((err = kmpkg_uuid_v7(id)) != 0)
+		goto cleanup;
+	memcpy(name + 10, id, sizeof(id));
+	tmp = kmpkg_fsutil_join(kdir, name);
+	if (mkdir(tmp, 0755) != 0) {
 		err = kmpkg_error_errno(errno, "create", tmp);
 		free(tmp);
 		tmp = NULL;
@@ -144,8 +149,9 @@ int kmpkg_state_open(struct kmpkg_state **out, const char *root, bool writable)
 		err = mdb_err(rc, "create environment");
 		goto cleanup;
 	}
-	/* Default flags on purpose: never MDB_NOSYNC, MDB_NOMETASYNC,
-	 * MDB_WRITEMAP or MDB_MAPASYNC (each can lose acknowledged commits). */
+	/* Default flags on purpose: LMDB then syncs data and meta pages on
+	 * every commit; none of its relaxed-durability modes is ever used
+	 * (each can lose acknowledged commits). */
 	rc = mdb_env_open(s->env, dir, writable ? 0 : MDB_RDONLY, 0644);
 	if (rc != 0) {
 		err = rc == ENOENT && !writable ? KMPKG_ENOTFOUND : mdb_err(rc, "open state");

@@ -866,14 +866,6 @@ static json_t *summary(const struct engine *e)
 
 /* ---- phase 1: download ------------------------------------------------ */
 
-static void hex(char *out, const unsigned char *d, size_t n)
-{
-	size_t i;
-
-	for (i = 0; i < n; i++)
-		sprintf(out + 2 * i, "%02x", d[i]);
-}
-
 static int open_package(int *out, const char *path)
 {
 	struct stat st;
@@ -939,7 +931,7 @@ static int hash_copy(char out[65], int fd, int wfd, const char *what, const char
 		}
 	}
 	EVP_DigestFinal_ex(ctx, md, &mdlen);
-	hex(out, md, 32);
+	kmpkg_hex(out, md, 32);
 cleanup:
 	EVP_MD_CTX_free(ctx);
 	return err;

@@ -9,12 +9,12 @@ LIFETIME_SECS (default 60) in case the test that started it died.
 Every route serves the same SIZE bytes, DATA[i] = (i * 31 + 7) % 251, which the
 test computes too, unless the route says otherwise.
 """
-import signal
 import socket
 import sys
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from httpkit import RangeHandler, serve
 
 SIZE = 200000
 DATA = bytes((i * 31 + 7) % 251 for i in range(SIZE))
@@ -31,41 +31,11 @@ def seen(path):
         return counts[path]
 
 
-class Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-
-    def log_message(self, fmt, *args):
-        pass
-
+class Handler(RangeHandler):
     def log(self):
         with lock:
             with open(log_path, "a") as f:
                 f.write("%s %s\n" % (self.path, self.headers.get("Range", "-")))
-
-    def head(self, code, length=None, extra=()):
-        self.send_response(code)
-        if length is not None:
-            self.send_header("Content-Length", str(length))
-        for k, v in extra:
-            self.send_header(k, v)
-        self.end_headers()
-
-    def send_file(self, data, honour_range=True):
-        rng = self.headers.get("Range")
-        if honour_range and rng and rng.startswith("bytes="):
-            a, _, b = rng[6:].partition("-")
-            start = int(a)
-            end = int(b) if b else len(data) - 1
-            if start >= len(data):
-                self.head(416, 0, [("Content-Range", "bytes */%d" % len(data))])
-                return
-            end = min(end, len(data) - 1)
-            self.head(206, end - start + 1,
-                      [("Content-Range", "bytes %d-%d/%d" % (start, end, len(data)))])
-            self.wfile.write(data[start:end + 1])
-        else:
-            self.head(200, len(data))
-            self.wfile.write(data)
 
     def error(self, code):
         body = b"error\n"
@@ -153,21 +123,8 @@ class Handler(BaseHTTPRequestHandler):
             self.error(404)
 
 
-class Server(ThreadingHTTPServer):
-    daemon_threads = True
-
-    def handle_error(self, request, client_address):
-        pass
-
-
 def main():
-    lifetime = int(sys.argv[2]) if len(sys.argv) > 2 else 60
-    # SIGALRM's default action ends the process even if a handler thread hangs.
-    signal.alarm(lifetime)
-    srv = Server(("127.0.0.1", 0), Handler)
-    sys.stdout.write("%d\n" % srv.server_address[1])
-    sys.stdout.flush()
-    srv.serve_forever()
+    serve(Handler, int(sys.argv[2]) if len(sys.argv) > 2 else 60)
 
 
 if __name__ == "__main__":
