@@ -513,7 +513,42 @@ struct extract {
 	int rootfd;
 	struct seen seen;
 	char shown[512];
+	/* The directory the previous entry went into (packages list a
+	 * directory's files together): its path below the root and an fd
+	 * opened by open_parent, reused while entries stay in it. */
+	struct kmpkg_buf dir;
+	int dirfd;
+	/* One digest context and copy buffer for every file. */
+	EVP_MD_CTX *md;
+	char *buf;
 };
+
+/* The parent directory of `path` (opened by open_parent), kept for the
+ * next entries in the same directory. The fd is x's: do not close it. */
+static int parent_of(int *out, struct extract *x, const char *path)
+{
+	const char *slash = strrchr(path, '/');
+	size_t n = slash ? (size_t)(slash - path) : 0;
+	int fd, rc;
+
+	if (x->dirfd >= 0 && x->dir.len == n && (n == 0 || memcmp(x->dir.ptr, path, n) == 0)) {
+		*out = x->dirfd;
+		return 0;
+	}
+	if ((rc = open_parent(&fd, x->rootfd, path, &x->seen)) != 0)
+		return rc;
+	if (x->dirfd >= 0)
+		close(x->dirfd);
+	x->dirfd = -1;
+	kmpkg_buf_clear(&x->dir);
+	if (kmpkg_buf_put(&x->dir, path, n)) {
+		close(fd);
+		return kmpkg_error_errno(ENOMEM, "extract", path);
+	}
+	x->dirfd = fd;
+	*out = fd;
+	return 0;
+}
 
 static int corrupt(struct extract *x, const char *what)
 {
@@ -542,19 +577,18 @@ static int over_limit(struct extract *x, uint64_t more)
 
 static int write_file(struct extract *x, struct kmpkg_file *f, int parent, unsigned perm)
 {
-	EVP_MD_CTX *md = NULL;
+	EVP_MD_CTX *md = x->md;
 	unsigned char digest[EVP_MAX_MD_SIZE];
 	unsigned dlen = 0;
-	char *buf = NULL;
+	char *buf = x->buf;
 	int fd = -1, rc = 0;
 
-	md = EVP_MD_CTX_new();
-	buf = malloc(65536);
 	if (!md || !buf || !EVP_DigestInit_ex(md, EVP_sha256(), NULL)) {
 		rc = kmpkg_error_errno(ENOMEM, "extract", f->path);
 		goto cleanup;
 	}
-	fd = openat(parent, leaf(f->path), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+	/* umask is 0 during extraction (kmpkg_archive_extract): perm is exact. */
+	fd = openat(parent, leaf(f->path), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, perm);
 	if (fd < 0) {
 		rc = kmpkg_error_errno(errno, "create", f->path);
 		goto cleanup;
@@ -586,10 +620,6 @@ static int write_file(struct extract *x, struct kmpkg_file *f, int parent, unsig
 			off += (size_t)w;
 		}
 	}
-	if (fchmod(fd, perm) != 0) {
-		rc = kmpkg_error_errno(errno, "chmod", f->path);
-		goto cleanup;
-	}
 	if (close(fd) != 0) {
 		fd = -1;
 		rc = kmpkg_error_errno(errno, "close", f->path);
@@ -601,8 +631,6 @@ static int write_file(struct extract *x, struct kmpkg_file *f, int parent, unsig
 cleanup:
 	if (fd >= 0)
 		close(fd);
-	EVP_MD_CTX_free(md);
-	free(buf);
 	return rc;
 }
 
@@ -712,7 +740,7 @@ static int extract_entry(struct extract *x, struct archive_entry *e)
 	    (rc = over_limit(x, (uint64_t)archive_entry_size(e))) != 0)
 		goto cleanup;
 
-	if ((rc = open_parent(&parent, x->rootfd, path, &x->seen)) != 0)
+	if ((rc = parent_of(&parent, x, path)) != 0)
 		goto cleanup;
 	if ((rc = seen_add(&f, &x->seen, path, type)) != 0)
 		goto cleanup;
@@ -742,8 +770,6 @@ static int extract_entry(struct extract *x, struct archive_entry *e)
 		rc = write_file(x, f, parent, f->mode);
 	}
 cleanup:
-	if (parent >= 0)
-		close(parent);
 	if (fd >= 0)
 		close(fd);
 	free(path);
@@ -809,12 +835,19 @@ int kmpkg_archive_extract(struct kmpkg_filelist **out, const char *archive, cons
 	struct archive_entry *e;
 	struct kmpkg_filelist *list = NULL;
 	bool made = false;
+	mode_t old_umask;
 	size_t i;
 	int afd = -1, rc = 0, r;
 
 	*out = NULL;
+	/* Files are created with their final mode (write_file), whatever the
+	 * caller's umask; restored below. */
+	old_umask = umask(0);
 	memset(&x, 0, sizeof(x));
 	x.rootfd = -1;
+	x.dirfd = -1;
+	x.md = EVP_MD_CTX_new();
+	x.buf = malloc(65536);
 	if (!limits) {
 		kmpkg_extract_limits_default(&deflim);
 		limits = &deflim;
@@ -868,6 +901,12 @@ cleanup:
 		archive_read_free(x.a);
 	if (afd >= 0)
 		close(afd);
+	if (x.dirfd >= 0)
+		close(x.dirfd);
+	kmpkg_buf_release(&x.dir);
+	EVP_MD_CTX_free(x.md);
+	free(x.buf);
+	umask(old_umask);
 	if (rc && x.rootfd >= 0)
 		remove_below(x.rootfd, 0);
 	if (x.rootfd >= 0)

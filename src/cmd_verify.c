@@ -55,21 +55,28 @@ static int records(json_t **out, struct kmpkg_state *st, int argc, char **argv)
 		json_array_append_new(all, rec);
 		rec = NULL;
 	}
-	/* The per-file digests live in the store record of the entry (the
-	 * installed record is kept small for list and status). */
+	/* The per-file digests live in the files db under the entry (in the
+	 * store record on roots from before it): the installed and store
+	 * records stay small for list, status and rollback. */
 	json_array_foreach(all, j, v) {
-		json_t *store = NULL;
+		json_t *store = NULL, *files = NULL;
 		const char *entry = json_string_value(json_object_get(v, "entry"));
 
 		if (!t || json_object_get(v, "files") || !entry)
 			continue;
-		err = kmpkg_state_gets(&store, t, KMPKG_DB_STORE, entry);
+		err = kmpkg_state_gets(&files, t, KMPKG_DB_FILES, entry);
+		if (err == KMPKG_ENOTFOUND) {
+			err = kmpkg_state_gets(&store, t, KMPKG_DB_STORE, entry);
+			if (err == 0)
+				files = json_incref(json_object_get(store, "files"));
+		}
 		if (err == KMPKG_ENOTFOUND)
 			err = 0;
 		if (err)
 			goto cleanup;
-		if (store && json_object_get(store, "files"))
-			json_object_set(v, "files", json_object_get(store, "files"));
+		if (files)
+			json_object_set(v, "files", files);
+		json_decref(files);
 		json_decref(store);
 	}
 cleanup:

@@ -231,14 +231,20 @@ int kmpkg_cmdutil_open_reader(struct kmpkg_state **out, const char *root)
 	int err;
 
 	*out = NULL;
-	kmpkg_txn_recover_if_idle(root);
 	err = kmpkg_state_open(out, root, false);
 	if (err == KMPKG_ENOTFOUND) {
 		kmpkg_error_clear();
 		*out = NULL;
 		return 0;
 	}
-	return err;
+	if (err || !kmpkg_txn_needs_recovery(root, *out))
+		return err;
+	/* Something to finish first: with our environment closed (one per
+	 * process), then opened again on the recovered state. */
+	kmpkg_state_free(*out);
+	*out = NULL;
+	kmpkg_txn_recover_if_idle(root);
+	return kmpkg_state_open(out, root, false);
 }
 
 static int collect(void *ctx, const void *key, size_t klen, json_t *val)

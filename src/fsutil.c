@@ -129,6 +129,19 @@ fail:
 	return err;
 }
 
+int kmpkg_fsutil_commit_temp_batched(int fd, const char *tmp_path, const char *path)
+{
+	int err = 0;
+
+	if (close(fd) != 0)
+		err = kmpkg_error_errno(errno, "close", tmp_path);
+	else if (rename(tmp_path, path) != 0)
+		err = kmpkg_error_errno(errno, "rename", path);
+	if (err)
+		unlink(tmp_path);
+	return err;
+}
+
 int kmpkg_fsutil_write_file(const char *path, const void *data, size_t len, mode_t mode)
 {
 	char *dir = dir_of(path), *tmp = NULL;
@@ -198,6 +211,42 @@ int kmpkg_fsutil_mkdir_p(const char *path, mode_t mode)
 	err = kmpkg_fsutil_mkdir(copy, mode);
 cleanup:
 	free(copy);
+	return err;
+}
+
+static bool made_dir(const char *path, mode_t mode)
+{
+	return mkdir(path, mode) == 0 || (errno == EEXIST && kmpkg_fsutil_is_dir(path));
+}
+
+int kmpkg_fsutil_mkdir_staging(const char *path, mode_t mode)
+{
+	char *parent;
+	int err = 0;
+
+	if (made_dir(path, mode))
+		return 0;
+	if (errno != ENOENT)
+		return kmpkg_error_errno(errno, "mkdir", path);
+	parent = dir_of(path);
+	if (strcmp(parent, path) == 0)
+		err = kmpkg_error_errno(ENOENT, "mkdir", path);
+	else if ((err = kmpkg_fsutil_mkdir_staging(parent, mode)) == 0 && !made_dir(path, mode))
+		err = kmpkg_error_errno(errno, "mkdir", path);
+	free(parent);
+	return err;
+}
+
+int kmpkg_fsutil_publish(const char *from, const char *to)
+{
+	char *dir;
+	int err;
+
+	if (rename(from, to) != 0)
+		return kmpkg_error_errno(errno, "rename", to);
+	dir = dir_of(to);
+	err = kmpkg_fsutil_fsync_dir(dir);
+	free(dir);
 	return err;
 }
 
@@ -282,7 +331,7 @@ static void make_writable(const char *path)
 	closedir(d);
 }
 
-int kmpkg_fsutil_rmtree(const char *path)
+static int remove_tree(const char *path, bool sync_parent)
 {
 	struct stat st;
 	char *dir;
@@ -297,10 +346,22 @@ int kmpkg_fsutil_rmtree(const char *path)
 	} else if (unlink(path) != 0 && errno != ENOENT) {
 		return kmpkg_error_errno(errno, "remove", path);
 	}
+	if (!sync_parent)
+		return 0;
 	dir = dir_of(path);
 	err = kmpkg_fsutil_fsync_dir(dir);
 	free(dir);
 	return err;
+}
+
+int kmpkg_fsutil_rmtree(const char *path)
+{
+	return remove_tree(path, true);
+}
+
+int kmpkg_fsutil_remove_staging(const char *path)
+{
+	return remove_tree(path, false);
 }
 
 int kmpkg_fsutil_discard(const char *path, const char *trash_dir)

@@ -2,9 +2,10 @@
  * Health-check runner (include/kmpkg/health.h).
  *
  * Everything the child needs (exec path, argv, envp, rlimits) is prepared
- * before fork(): between fork and execve the child only makes
- * async-signal-safe system calls, so it is safe even when the parent holds
- * malloc or ASan locks. The child reports a failure to start through a
+ * before vfork(): between vfork and execve the child only makes
+ * async-signal-safe system calls on that plan, so it is safe even when the
+ * parent holds malloc or ASan locks, and it shares the parent's memory
+ * instead of copying its page tables. The child reports a failure to start through a
  * CLOEXEC pipe as {stage, errno}; EOF on that pipe means execve succeeded.
  *
  * The child leads its own process group. The parent polls the output pipe
@@ -278,6 +279,8 @@ int kmpkg_health_run(struct kmpkg_health_result *out, const struct kmpkg_health_
 	uint32_t timeout_ms;
 	uint64_t start, deadline, t, cpu_secs;
 	bool exited = false, timed_out = false, pipe_open = true;
+	sigset_t blocked, saved_mask;
+	int fork_errno;
 	long open_max;
 	ssize_t n;
 	char signame[32];
@@ -347,13 +350,23 @@ int kmpkg_health_run(struct kmpkg_health_result *out, const struct kmpkg_health_
 
 	start = now_ns();
 	deadline = start + (uint64_t)timeout_ms * 1000000u;
-	pid = fork();
-	if (pid < 0) {
-		err = kmpkg_error_errno(errno, "fork health check", opts->argv[0]);
-		goto cleanup;
-	}
+	/* vfork: the child borrows this process's memory until execve, so no
+	 * page table is copied (fork copies those of every mapped library and
+	 * of LMDB's map). The child only makes system calls on what `plan`
+	 * holds. Every signal stays blocked across it, so that no handler can
+	 * run in the child on the shared memory before child_run has reset the
+	 * dispositions and unblocked them. */
+	sigfillset(&blocked);
+	sigprocmask(SIG_SETMASK, &blocked, &saved_mask);
+	pid = vfork();
 	if (pid == 0)
 		child_run(&plan);
+	fork_errno = errno;
+	sigprocmask(SIG_SETMASK, &saved_mask, NULL);
+	if (pid < 0) {
+		err = kmpkg_error_errno(fork_errno, "fork health check", opts->argv[0]);
+		goto cleanup;
+	}
 
 	close(out_p[1]);
 	out_p[1] = -1;

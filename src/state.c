@@ -7,6 +7,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "kmpkg/buf.h"
 #include "kmpkg/error.h"
 #include "kmpkg/fsutil.h"
 #include "kmpkg/state.h"
@@ -17,6 +18,7 @@
 
 static const char *const db_names[KMPKG_DB_COUNT] = {
 	"meta", "txns", "journal", "installed", "store", "generations", "lock", "sources", "index", "catalog", "listing",
+	"files",
 };
 
 struct kmpkg_state {
@@ -289,6 +291,49 @@ int kmpkg_state_put(struct kmpkg_state_txn *t, enum kmpkg_db db, const void *key
 	rc = mdb_put(t->txn, t->s->dbi[db], &k, &v, 0);
 	free(s);
 	return rc ? mdb_err(rc, "write") : 0;
+}
+
+int kmpkg_state_listing_put(struct kmpkg_state_txn *t, const char *name, const struct kmpkg_listing *l)
+{
+	const char *f[4] = { l->version, l->entry, l->constraint, l->description };
+	struct kmpkg_buf b = KMPKG_BUF_INIT;
+	MDB_val k = { strlen(name), (void *)name }, v;
+	int i, rc;
+
+	for (i = 0; i < 4; i++)
+		if ((f[i] && kmpkg_buf_puts(&b, f[i])) || kmpkg_buf_put(&b, "", 1)) {
+			kmpkg_buf_release(&b);
+			return kmpkg_error_set(KMPKG_EGENERIC, "E_NOMEM", NULL, NULL, "cannot encode record");
+		}
+	v.mv_size = b.len;
+	v.mv_data = b.ptr;
+	rc = mdb_put(t->txn, t->s->dbi[KMPKG_DB_LISTING], &k, &v, 0);
+	kmpkg_buf_release(&b);
+	return rc ? mdb_err(rc, "write") : 0;
+}
+
+int kmpkg_state_listing_parse(struct kmpkg_listing *out, const void *val, size_t vlen)
+{
+	const char *p = val, *end = p + vlen, *f[4];
+	int i;
+
+	for (i = 0; i < 4; i++) {
+		const char *nul = p < end ? memchr(p, '\0', (size_t)(end - p)) : NULL;
+
+		if (!nul)
+			break;
+		f[i] = nul > p ? p : NULL;
+		p = nul + 1;
+	}
+	if (i < 4 || p != end || !f[0] || !f[1])
+		return kmpkg_error_set(KMPKG_EGENERIC, "E_STATE_CORRUPT", NULL, NULL,
+				       "listing record of %zu bytes is not version\\0entry\\0constraint\\0description\\0",
+				       vlen);
+	out->version = f[0];
+	out->entry = f[1];
+	out->constraint = f[2];
+	out->description = f[3];
+	return 0;
 }
 
 int kmpkg_state_del(struct kmpkg_state_txn *t, enum kmpkg_db db, const void *key, size_t klen)

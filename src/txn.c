@@ -44,7 +44,15 @@
  *                         swap `plugins`; the end commit sets meta.active = N
  *                         and the installed set
  *   5 health-check        health_check: run each changed plugin's check; the
- *                         commit of the outcome sets meta.known_good = N
+ *                         commit that ends it also records the outcome and
+ *                         sets meta.known_good = N
+ *
+ * The record itself is first written by the commit that starts the first
+ * phase (start_pending), so an install makes ten commits in all. Staging
+ * under kmpkg/tmp is created and removed without directory syncs (it is
+ * swept before anything else after a crash); the archive copied into the
+ * cache, the extracted files and the store entry's name are made durable by
+ * one syncfs before the entry is published under store/.
  *
  * The preflight gate (verify, before anything is extracted): every package
  * of an install/update is checked by kmpkg_preflight_check_manifest against
@@ -425,18 +433,40 @@ static int collect_gens(void *ctx, const void *key, size_t klen, json_t *val)
 	return 0;
 }
 
+/* A store entry's record without its file list, which goes to the files db
+ * (include/kmpkg/state.h); del_store drops both. */
+static int put_store(struct kmpkg_state_txn *t, const char *entry, const json_t *rec)
+{
+	json_t *brief = json_deep_copy(rec);
+	const json_t *files = json_object_get(rec, "files");
+	int err;
+
+	if (!brief)
+		abort();
+	json_object_del(brief, "files");
+	err = kmpkg_state_puts(t, KMPKG_DB_STORE, entry, brief);
+	if (!err && files)
+		err = kmpkg_state_puts(t, KMPKG_DB_FILES, entry, files);
+	json_decref(brief);
+	return err;
+}
+
+static int del_store(struct kmpkg_state_txn *t, const char *entry)
+{
+	int err = kmpkg_state_dels(t, KMPKG_DB_STORE, entry);
+
+	return err ? err : kmpkg_state_dels(t, KMPKG_DB_FILES, entry);
+}
+
 /* Every change to the installed set goes through these two, which keep the
  * listing db (what `list` reads) in step in the same LMDB transaction. */
 static int put_installed(struct kmpkg_state_txn *t, const char *name, const json_t *rec)
 {
-	json_t *brief = json_pack("[O?, O?, O?, O?]", json_object_get(rec, "version"), json_object_get(rec, "entry"),
-				  json_object_get(rec, "constraint"), json_object_get(rec, "description"));
+	struct kmpkg_listing l = { jstr(rec, "version"), jstr(rec, "entry"), jstr(rec, "constraint"),
+				   jstr(rec, "description") };
 	int err = kmpkg_state_puts(t, KMPKG_DB_INSTALLED, name, rec);
 
-	if (!err)
-		err = kmpkg_state_puts(t, KMPKG_DB_LISTING, name, brief);
-	json_decref(brief);
-	return err;
+	return err ? err : kmpkg_state_listing_put(t, name, &l);
 }
 
 static int del_installed(struct kmpkg_state_txn *t, const char *name)
@@ -602,13 +632,28 @@ static int phase_end(struct engine *e, const char *phase, int failure, json_t *o
 	return err;
 }
 
-static int finish(struct engine *e, const char *outcome, const char *reason, extra_fn extra, void *arg)
+/* The outcome in the record, for the next commit (which may also end a
+ * phase); unset_done takes it back when that commit failed, so the record
+ * stays in flight for the way back. */
+static void set_done(struct engine *e, const char *outcome)
 {
 	json_object_set_new(e->rec, "state", json_string("done"));
 	json_object_set_new(e->rec, "outcome", json_string(outcome));
+	json_object_set_new(e->rec, "ended", json_now());
+}
+
+static void unset_done(struct engine *e)
+{
+	json_object_set_new(e->rec, "state", json_string("running"));
+	json_object_del(e->rec, "outcome");
+	json_object_del(e->rec, "ended");
+}
+
+static int finish(struct engine *e, const char *outcome, const char *reason, extra_fn extra, void *arg)
+{
+	set_done(e, outcome);
 	if (reason)
 		json_object_set_new(e->rec, "reason", json_string(reason));
-	json_object_set_new(e->rec, "ended", json_now());
 	return commit_with(e, NULL, extra, arg);
 }
 
@@ -629,7 +674,7 @@ static int abort_txn(struct engine *e, const char *phase, int failure)
 		kmpkg_fsutil_discard(gd, e->p.tmp);
 	}
 	if (e->staging)
-		kmpkg_fsutil_rmtree(e->staging);
+		kmpkg_fsutil_remove_staging(e->staging);
 	finish(e, "aborted", saved.message, NULL, NULL);
 	free(gd);
 	return err_restore(&saved);
@@ -647,6 +692,7 @@ static int layout_init(struct engine *e)
 	int64_t active;
 	struct stat st;
 	char *g0 = NULL;
+	bool made = false;
 	int err = 0, i;
 
 	dirs[0] = e->p.store;
@@ -654,9 +700,17 @@ static int layout_init(struct engine *e)
 	dirs[2] = e->p.cache;
 	dirs[3] = e->p.tmp;
 	dirs[4] = e->p.quar;
-	for (i = 0; i < 5; i++)
-		if (!kmpkg_fsutil_is_dir(dirs[i]) && (err = kmpkg_fsutil_mkdir_p(dirs[i], 0755)) != 0)
+	/* A new root: the five directories, then one sync of kmpkg/ (and of
+	 * generations/ for generation 0 below) instead of one per mkdir. */
+	for (i = 0; i < 5; i++) {
+		if (kmpkg_fsutil_is_dir(dirs[i]))
+			continue;
+		if ((err = kmpkg_fsutil_mkdir_staging(dirs[i], 0755)) != 0)
 			goto cleanup;
+		made = true;
+	}
+	if (made && (err = kmpkg_fsutil_fsync_dir(e->p.kdir)) != 0)
+		goto cleanup;
 	if (lstat(e->p.plugins, &st) == 0 && !S_ISLNK(st.st_mode)) {
 		err = kmpkg_error_set(KMPKG_EGENERIC, "E_ROOT_CONFLICT", NULL,
 				      "move it away; kmpkg manages plugins as a symlink to a generation",
@@ -937,7 +991,8 @@ cleanup:
 	return err;
 }
 
-/* Streams the package into kmpkg/cache/<sha256> (temp + fsync + rename). */
+/* Streams the package into kmpkg/cache/<sha256> (temp + rename; synced with
+ * the extracted files in verify_store). */
 static int download_one(struct engine *e, struct change *c)
 {
 	char *tmp = NULL;
@@ -947,9 +1002,12 @@ static int download_one(struct engine *e, struct change *c)
 		goto cleanup;
 	if ((err = open_package(&fd, c->path)) != 0)
 		goto cleanup;
-	/* The partial copy lives in the staging (swept after a crash), and is
-	 * renamed into the cache only once complete and fsynced. */
-	if ((err = kmpkg_fsutil_mkdir_p(e->staging, 0755)) != 0 ||
+	/* The partial copy lives in the staging (swept after a crash) and is
+	 * renamed into the cache only once complete. Its sync is batched with
+	 * the extracted files' (verify_store): the cache is a cache, re-hashed
+	 * before use (verify_manifest; src/fetch.c for downloads), and the
+	 * copy made here always replaces what the cache held under that name. */
+	if ((err = kmpkg_fsutil_mkdir_staging(e->staging, 0755)) != 0 ||
 	    (err = kmpkg_fsutil_open_temp(&wfd, &tmp, e->staging)) != 0)
 		goto cleanup;
 	if ((err = hash_copy(c->sha256, fd, wfd, c->path, tmp)) != 0)
@@ -961,14 +1019,8 @@ static int download_one(struct engine *e, struct change *c)
 		goto cleanup;
 	}
 	c->cache = kmpkg_fsutil_join(e->p.cache, c->sha256);
-	if (kmpkg_fsutil_exists(c->cache)) {
-		close(wfd);
-		wfd = -1;
-		err = kmpkg_fsutil_rmtree(tmp);
-	} else {
-		err = kmpkg_fsutil_commit_temp(wfd, tmp, c->cache);
-		wfd = -1;
-	}
+	err = kmpkg_fsutil_commit_temp_batched(wfd, tmp, c->cache);
+	wfd = -1;
 	free(tmp);
 	tmp = NULL;
 cleanup:
@@ -1224,10 +1276,10 @@ static int verify_store(struct engine *e, struct change *c)
 
 	if (c->noop)
 		return 0;
-	if ((err = kmpkg_fsutil_mkdir_p(e->staging, 0755)) != 0)
+	if ((err = kmpkg_fsutil_mkdir_staging(e->staging, 0755)) != 0)
 		goto cleanup;
 	stage = kmpkg_fsutil_join(e->staging, c->entry);
-	if ((err = kmpkg_fsutil_rmtree(stage)) != 0)
+	if ((err = kmpkg_fsutil_remove_staging(stage)) != 0)
 		goto cleanup;
 	kmpkg_extract_limits_default(&lim);
 	if ((err = kmpkg_archive_extract(&fl, c->cache, stage, &lim)) != 0)
@@ -1241,9 +1293,11 @@ static int verify_store(struct engine *e, struct change *c)
 	dest = kmpkg_fsutil_join(e->p.store, c->entry);
 	if (kmpkg_fsutil_is_dir(dest)) {
 		/* Same name, version and digest: the entry is immutable, reuse it. */
-		err = kmpkg_fsutil_rmtree(stage);
+		err = kmpkg_fsutil_remove_staging(stage);
 	} else {
-		if ((err = kmpkg_fsutil_sync_tree(stage)) != 0 || (err = kmpkg_fsutil_rename(stage, dest)) != 0)
+		/* One syncfs for every extracted file and the cache copy, then
+		 * the complete entry takes its name. */
+		if ((err = kmpkg_fsutil_sync_tree(stage)) != 0 || (err = kmpkg_fsutil_publish(stage, dest)) != 0)
 			goto cleanup;
 	}
 	kmpkg_fault("verify:after-store");
@@ -1656,7 +1710,7 @@ static int activate_begin_extra(struct engine *e, struct kmpkg_state_txn *t, voi
 	if (e->new_gen && (err = kmpkg_state_meta_set(t, "next_gen", e->to_gen + 1)) != 0)
 		return err;
 	for (i = 0; i < e->nch; i++)
-		if (e->ch[i].rec && (err = kmpkg_state_puts(t, KMPKG_DB_STORE, e->ch[i].entry, e->ch[i].rec)) != 0)
+		if (e->ch[i].rec && (err = put_store(t, e->ch[i].entry, e->ch[i].rec)) != 0)
 			return err;
 	return 0;
 }
@@ -1716,10 +1770,9 @@ static int activate_fs(struct engine *e)
 
 	gd = gen_dir(e, e->to_gen);
 	if (e->new_gen && !kmpkg_fsutil_is_dir(gd)) {
-		if ((err = kmpkg_fsutil_mkdir_p(e->staging, 0755)) != 0)
-			goto cleanup;
 		stage = xasprintf("%s/gen-%lld", e->staging, (long long)e->to_gen);
-		if ((err = kmpkg_fsutil_rmtree(stage)) != 0 || (err = kmpkg_fsutil_mkdir(stage, 0755)) != 0)
+		if ((err = kmpkg_fsutil_remove_staging(stage)) != 0 ||
+		    (err = kmpkg_fsutil_mkdir_staging(stage, 0755)) != 0)
 			goto cleanup;
 		json_object_foreach(e->next, name, entry) {
 			free(target);
@@ -1729,7 +1782,7 @@ static int activate_fs(struct engine *e)
 			if ((err = kmpkg_fsutil_symlink(target, link)) != 0)
 				goto cleanup;
 		}
-		if ((err = kmpkg_fsutil_fsync_dir(stage)) != 0 || (err = kmpkg_fsutil_rename(stage, gd)) != 0)
+		if ((err = kmpkg_fsutil_fsync_dir(stage)) != 0 || (err = kmpkg_fsutil_publish(stage, gd)) != 0)
 			goto cleanup;
 		kmpkg_fault("activate:after-gendir");
 	}
@@ -1970,7 +2023,7 @@ static int drop_store_records(struct engine *e, struct kmpkg_state_txn *t, void 
 
 	(void)e;
 	json_array_foreach((json_t *)arg, i, v) {
-		if ((err = kmpkg_state_dels(t, KMPKG_DB_STORE, json_string_value(v))) != 0)
+		if ((err = del_store(t, json_string_value(v))) != 0)
 			return err;
 	}
 	return 0;
@@ -2000,7 +2053,7 @@ static int cleanup_rolled_back(struct engine *e)
 			goto cleanup;
 	}
 	kmpkg_fault("rollback:after-quarantine");
-	if (e->staging && (err = kmpkg_fsutil_rmtree(e->staging)) != 0)
+	if (e->staging && (err = kmpkg_fsutil_remove_staging(e->staging)) != 0)
 		goto cleanup;
 	json_object_set_new(e->rec, "state", json_string("done"));
 	err = commit_with(e, NULL, drop_store_records, moved);
@@ -2155,7 +2208,7 @@ static int recover_one(struct engine *parent, json_t *rec)
 				goto cleanup;
 		}
 		kmpkg_fault("recovery:after-discard");
-		if ((err = kmpkg_fsutil_rmtree(r.staging)) != 0)
+		if ((err = kmpkg_fsutil_remove_staging(r.staging)) != 0)
 			goto cleanup;
 		err = finish(&r, "aborted", reason, NULL, NULL);
 	}
@@ -2227,7 +2280,7 @@ static int recover_all(struct engine *e)
 		if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
 			continue;
 		p = kmpkg_fsutil_join(e->p.tmp, de->d_name);
-		err = kmpkg_fsutil_rmtree(p);
+		err = kmpkg_fsutil_remove_staging(p);
 		free(p);
 		if (err)
 			goto cleanup;
@@ -2266,36 +2319,39 @@ cleanup:
 	return err;
 }
 
-void kmpkg_txn_recover_if_idle(const char *root)
+bool kmpkg_txn_needs_recovery(const char *root, struct kmpkg_state *st)
 {
-	struct kmpkg_state *st = NULL;
-	struct kmpkg_txn_opts o;
-	struct engine e;
 	json_t *list = NULL;
 	bool need;
+	char *kdir, *tmp;
+	DIR *d;
+	struct dirent *de;
 
-	if (kmpkg_state_open(&st, root, false) != 0) {
-		kmpkg_error_clear();
-		return;
-	}
 	need = unfinished(&list, st) == 0 && json_array_size(list) > 0;
 	json_decref(list);
-	kmpkg_state_free(st);
-	if (!need) {
-		/* A process killed after its outcome was recorded but before its
-		 * staging (or a tree being discarded) was gone. */
-		char *kdir = kmpkg_fsutil_join(root, "kmpkg"), *tmp = kmpkg_fsutil_join(kdir, "tmp");
-		DIR *d = opendir(tmp);
-		struct dirent *de;
+	kmpkg_error_clear();
+	if (need)
+		return true;
+	/* A process killed after its outcome was recorded but before its
+	 * staging (or a tree being discarded) was gone. */
+	kdir = kmpkg_fsutil_join(root, "kmpkg");
+	tmp = kmpkg_fsutil_join(kdir, "tmp");
+	d = opendir(tmp);
+	while (d && !need && (de = readdir(d)) != NULL)
+		need = strcmp(de->d_name, ".") != 0 && strcmp(de->d_name, "..") != 0;
+	if (d)
+		closedir(d);
+	free(tmp);
+	free(kdir);
+	return need;
+}
 
-		while (d && !need && (de = readdir(d)) != NULL)
-			need = strcmp(de->d_name, ".") != 0 && strcmp(de->d_name, "..") != 0;
-		if (d)
-			closedir(d);
-		free(tmp);
-		free(kdir);
-	}
-	if (!need || kmpkg_lock_is_held(root))
+void kmpkg_txn_recover_if_idle(const char *root)
+{
+	struct kmpkg_txn_opts o;
+	struct engine e;
+
+	if (kmpkg_lock_is_held(root))
 		goto out;
 	memset(&o, 0, sizeof(o));
 	o.root = root;
@@ -2389,7 +2445,7 @@ static int run_from_deps(struct engine *e, int64_t to_gen, bool new_gen)
 	/* A rollback to another generation switches even if the sets are equal. */
 	if (real_changes(e) == 0 && (new_gen || to_gen == e->active)) {
 		if (e->staging)
-			kmpkg_fsutil_rmtree(e->staging);
+			kmpkg_fsutil_remove_staging(e->staging);
 		return finish(e, "committed", "nothing to do", apply_constraints, NULL);
 	}
 
@@ -2405,14 +2461,9 @@ static int run_from_deps(struct engine *e, int64_t to_gen, bool new_gen)
 		/* Two commits in all: the transaction with the start of
 		 * activation (txn_start was deferred), and the end of activation
 		 * with the outcome. */
-		json_object_set_new(e->rec, "state", json_string("done"));
-		json_object_set_new(e->rec, "outcome", json_string("committed"));
-		json_object_set_new(e->rec, "ended", json_now());
+		set_done(e, "committed");
 		if ((err = phase_end(e, "activate", 0, NULL, activate_end_commit_extra, NULL)) != 0) {
-			/* Not recorded: the record is still in flight for the way back. */
-			json_object_set_new(e->rec, "state", json_string("running"));
-			json_object_del(e->rec, "outcome");
-			json_object_del(e->rec, "ended");
+			unset_done(e);
 			return activate_failed(e, err);
 		}
 		e->active = to_gen;
@@ -2429,15 +2480,17 @@ static int run_from_deps(struct engine *e, int64_t to_gen, bool new_gen)
 	err = run_checks(e, &results);
 	kmpkg_fault("health-check:after-run");
 	if (err == 0) {
-		if ((err = phase_end(e, "health-check", 0, json_incref(results), NULL, NULL)) != 0 ||
-		    (err = finish(e, "committed", NULL, commit_extra, NULL)) != 0) {
+		/* The end of the health check and the outcome: one commit. */
+		set_done(e, "committed");
+		if ((err = phase_end(e, "health-check", 0, json_incref(results), commit_extra, NULL)) != 0) {
+			unset_done(e);
 			err = after_activation_failed(e, err);
 			goto cleanup;
 		}
 		e->known_good = to_gen;
 		kmpkg_fault("commit:after-record");
 		if (e->staging)
-			kmpkg_fsutil_rmtree(e->staging);
+			kmpkg_fsutil_remove_staging(e->staging);
 		goto cleanup;
 	}
 	phase_end(e, "health-check", err, json_incref(results), NULL, NULL);
@@ -2530,6 +2583,8 @@ int kmpkg_txn_install_targets(json_t **out, const struct kmpkg_txn_opts *o, cons
 										tg[i].constraint ? "@" : "",
 										tg[i].constraint ? tg[i].constraint : "")
 								 : json_string(tg[i].path));
+	/* The record is first written by the commit that starts the download. */
+	e.start_pending = true;
 	if ((err = txn_start(&e, targets)) != 0)
 		goto cleanup;
 	/* Which source index each target was resolved against: written with the
@@ -2873,7 +2928,7 @@ static int gc_commit_extra(struct engine *e, struct kmpkg_state_txn *t, void *ar
 			return err;
 	}
 	json_array_foreach(g->drop_store, i, v) {
-		if ((err = kmpkg_state_dels(t, KMPKG_DB_STORE, json_string_value(v))) != 0)
+		if ((err = del_store(t, json_string_value(v))) != 0)
 			return err;
 	}
 	return 0;

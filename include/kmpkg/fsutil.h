@@ -60,6 +60,28 @@ int kmpkg_fsutil_discard(const char *path, const char *trash_dir);
  * after many files were written without fsync (an extracted package). */
 int kmpkg_fsutil_sync_tree(const char *path);
 
+/* Like kmpkg_fsutil_commit_temp, but the file's data and its rename are made
+ * durable by the next kmpkg_fsutil_sync_tree of the same file system instead
+ * of two fsyncs of their own. Only for kmpkg/cache, whose files are re-hashed
+ * before every use and replaced when they do not match. fd is closed. */
+int kmpkg_fsutil_commit_temp_batched(int fd, const char *tmp_path, const char *path);
+
+/*
+ * Staging. Nothing under kmpkg/tmp is trusted after a crash: every writer
+ * removes it all before anything else (SPEC §4, recovery). Creating or
+ * removing staging therefore needs no directory sync; a finished tree leaves
+ * staging for its real name through kmpkg_fsutil_publish, which syncs the
+ * destination. (A rename is one atomic journal operation on ext4, xfs and
+ * btrfs: the destination's sync makes the whole move durable.)
+ */
+/* mkdir -p without syncs, for directories under kmpkg/tmp. */
+int kmpkg_fsutil_mkdir_staging(const char *path, mode_t mode);
+/* kmpkg_fsutil_rmtree without the sync of the parent, for staging. */
+int kmpkg_fsutil_remove_staging(const char *path);
+/* rename(2) of a complete (already synced) tree out of staging to its real
+ * name, then an fsync of the destination directory. */
+int kmpkg_fsutil_publish(const char *from, const char *to);
+
 /* Small helpers. */
 bool kmpkg_fsutil_exists(const char *path);
 bool kmpkg_fsutil_is_dir(const char *path);

@@ -1,23 +1,30 @@
 /*
  * The state database: an LMDB environment at <root>/kmpkg/state with default
  * (fully synchronous) flags, so every commit is durable when it returns.
- * Values are compact JSON documents (jansson) for debuggability.
+ * Values are compact JSON documents (jansson) for debuggability, except in
+ * listing (below).
  *
  *   meta        "schema" -> 1, "next_gen" -> N, "active" -> N, "known_good" -> N
  *   txns        correlation id -> {id, op, targets, changes, state, phase, outcome, ...}
  *   journal     id ++ be32(seq) -> {phase, event, time, duration_ms, outcome, code, message, output}
  *   installed   name -> {name, version, entry, sha256, files, constraint, installed_by, ...}
  *   store       store entry -> the same record as installed, for every entry a generation uses
+ *   files       store entry -> [{path, type, mode, size, sha256|target}]: the entry's
+ *               file list (what `verify` checks), kept apart so that reading a store
+ *               record (rollback, dependency checks) parses a few hundred bytes, not
+ *               ~150 per file. Roots from before it hold the list in the store record.
  *   generations be32(N) -> {plugins: {name: entry}, txn, created, healthy}
  *   lock        "holder" -> {pid, id, op, phase, since}
  *   sources     source name -> {name, url, ref, token_env, keys, trusted, added, updated, ...}
  *   index       name \0 version \0 source -> an index manifest's summary (src/index.c)
  *   catalog     plugin name -> {version (newest), description, sources}: what search scans
- *   listing     name -> [version, entry, constraint|null, description|null]: the
- *               installed set in brief, written with every installed record, so
- *               `list` does not parse the full records (1,000 plugins: ~0.4 MB)
+ *   listing     name -> version \0 entry \0 constraint \0 description \0 (an
+ *               absent field is empty): the installed set in brief, written
+ *               with every installed record, so that `list` reads it without
+ *               parsing anything (kmpkg_state_listing_*). Not JSON: a JSON
+ *               record per plugin costs `list` ~2 ms of jansson at 1,000.
  *
- * Databases added after a root was created (sources, index, catalog) are
+ * Databases added after a root was created (sources, index, catalog, listing, files) are
  * created by the next writable open; a read-only open treats them as empty.
  *
  * Lifetime: every json_t handed out is a fresh copy parsed from the LMDB
@@ -43,6 +50,7 @@ enum kmpkg_db {
 	KMPKG_DB_INDEX,
 	KMPKG_DB_CATALOG,
 	KMPKG_DB_LISTING,
+	KMPKG_DB_FILES,
 	KMPKG_DB_COUNT
 };
 
@@ -102,6 +110,17 @@ void kmpkg_state_gen_key(unsigned char out[4], uint32_t n);
 uint32_t kmpkg_state_gen_from_key(const void *key);
 int kmpkg_state_gen_get(json_t **out, struct kmpkg_state_txn *t, uint32_t n);
 int kmpkg_state_gen_put(struct kmpkg_state_txn *t, uint32_t n, const json_t *val);
+
+/* The listing db. put: any field may be NULL (stored empty). parse: the
+ * fields point into val (borrowed from LMDB: valid during the transaction,
+ * or the foreach_raw call), an empty field is NULL; KMPKG_EGENERIC with
+ * E_STATE_CORRUPT when val is not a listing record (a root written by an
+ * earlier kmpkg holds JSON there: read the installed db instead). */
+struct kmpkg_listing {
+	const char *version, *entry, *constraint, *description;
+};
+int kmpkg_state_listing_put(struct kmpkg_state_txn *t, const char *name, const struct kmpkg_listing *l);
+int kmpkg_state_listing_parse(struct kmpkg_listing *out, const void *val, size_t vlen);
 
 /* Journal events of a transaction, in order: key id ++ be32(seq). */
 int kmpkg_state_journal_put(struct kmpkg_state_txn *t, const char *id, uint32_t seq, const json_t *val);

@@ -17,6 +17,8 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+struct kmpkg_state;
+
 struct kmpkg_lock;
 
 struct kmpkg_txn_opts {
@@ -82,8 +84,12 @@ int kmpkg_txn_gc(json_t **out, const struct kmpkg_txn_opts *o, int keep);
 
 /* Takes the lock, finishes any interrupted transaction, releases the lock. */
 int kmpkg_txn_recover(const char *root, int wait_secs);
-/* For read-only commands: the same, but only when the state shows an
- * interrupted transaction and the lock is free; never waits, never fails. */
+/* For read-only commands: whether st (open read-only) shows an interrupted
+ * transaction, or kmpkg/tmp holds leftovers of one. */
+bool kmpkg_txn_needs_recovery(const char *root, struct kmpkg_state *st);
+/* Then, with no state of the caller's open (LMDB allows one environment
+ * per file per process): the recovery of kmpkg_txn_recover, only when the
+ * lock is free; never waits, never fails. */
 void kmpkg_txn_recover_if_idle(const char *root);
 
 #endif

@@ -62,15 +62,29 @@ Test(engine, install_local_end_to_end)
 	cr_assert_not_null(rec);
 	cr_assert_str_eq(json_string_value(json_object_get(rec, "version")), "1.0.0");
 	cr_assert_str_eq(json_string_value(json_object_get(rec, "entry")), link + 12);
-	/* The file list is in the store record; the installed record is lean. */
+	/* The file list is in the files db under the entry; the installed and
+	 * store records are lean. */
 	cr_assert_null(json_object_get(rec, "files"));
 	cr_assert_geq(json_integer_value(json_object_get(rec, "nfiles")), 2);
 	{
-		json_t *srec = fx_get(R, KMPKG_DB_STORE, json_string_value(json_object_get(rec, "entry")));
+		const char *entry = json_string_value(json_object_get(rec, "entry"));
+		json_t *srec = fx_get(R, KMPKG_DB_STORE, entry), *files = fx_get(R, KMPKG_DB_FILES, entry);
 
 		cr_assert_not_null(srec);
-		cr_assert_geq(json_array_size(json_object_get(srec, "files")), 2);
+		cr_assert_null(json_object_get(srec, "files"));
+		cr_assert_str_eq(json_string_value(json_object_get(srec, "entry")), entry);
+		cr_assert_not_null(files);
+		cr_assert_geq(json_array_size(files), 2);
+		{
+			size_t k, digests = 0;
+			json_t *f;
+
+			json_array_foreach(files, k, f)
+				digests += json_string_length(json_object_get(f, "sha256")) == 64;
+			cr_assert_geq(digests, 1);
+		}
 		json_decref(srec);
+		json_decref(files);
 	}
 	cr_assert_eq(strlen(json_string_value(json_object_get(rec, "sha256"))), 64);
 	cr_assert_eq(fx_meta(R, "active"), 1);
