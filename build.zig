@@ -23,11 +23,12 @@ const c_flags = [_][]const u8{
     "-fno-omit-frame-pointer",
 };
 
-// libcurl, libgit2 and libarchive are not linked (their headers are still
-// used): src/fetch.c dlopens libcurl on the first download, src/lazylib.c
-// libgit2 and libarchive on their first call, so commands that need none of
-// them do not pay for mapping their dependency chains at start-up.
-const system_libs = [_][]const u8{ "lmdb", "yaml", "crypto", "jansson" };
+// libcurl, libgit2, libarchive and libcrypto are not linked (their headers
+// are still used): src/fetch.c dlopens libcurl on the first download,
+// src/lazylib.c libgit2, libarchive and libcrypto on their first call, so
+// commands that need none of them (list, status, rollback, --version) do not
+// pay for mapping them and their dependency chains at start-up.
+const system_libs = [_][]const u8{ "lmdb", "yaml", "jansson" };
 
 // GCC's AddressSanitizer runtime (Debian libasan8) works with the
 // instrumentation Zig's clang emits; Zig ships no ASan runtime of its own.

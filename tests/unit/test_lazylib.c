@@ -1,18 +1,29 @@
-/* lazylib: libgit2 and libarchive are loaded on first use, not at start-up.
+/* lazylib: libgit2, libarchive and libcrypto are loaded on first use, not at
+ * start-up.
  *
  * In this process (which, like kmpkg, does not link libarchive) libarchive must
- * be absent until the first archive_* call. libgit2 cannot be checked here:
- * libcriterion itself needs it, so for libgit2 the CLI cases below run kmpkg
- * under LD_DEBUG=files, which lists every library the dynamic loader opens. */
+ * be absent until the first archive_* call. libgit2 and libcrypto cannot be
+ * checked here: libcriterion itself needs libgit2, which brings libssh2 and
+ * libcrypto, so for those the CLI cases below run kmpkg under LD_DEBUG=files,
+ * which lists every library the dynamic loader opens. */
 #include <archive.h>
 #include <criterion/criterion.h>
 #include <dlfcn.h>
 #include <fcntl.h>
 #include <git2.h>
+#include <openssl/bio.h>
+#include <openssl/crypto.h>
+#include <openssl/err.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+#include <openssl/pem.h>
+#include <openssl/sha.h>
+#include <openssl/x509.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -71,6 +82,70 @@ Test(lazylib, libgit2_forwards)
 	cr_assert_lt(git_oid_fromstr(&b, "not hex"), 0);
 	cr_assert_not_null(git_error_last());
 	cr_assert_geq(git_libgit2_shutdown(), 0);
+}
+
+static void hex(char *out, const unsigned char *md, size_t n)
+{
+	size_t i;
+
+	for (i = 0; i < n; i++)
+		sprintf(out + 2 * i, "%02x", md[i]);
+}
+
+/* The libcrypto shims, including the ones header macros expand to
+ * (BIO_get_mem_data -> BIO_ctrl, OPENSSL_free -> CRYPTO_free). */
+Test(lazylib, libcrypto_forwards)
+{
+	const char *abc = "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad";
+	const char *fox = "The quick brown fox jumps over the lazy dog";
+	unsigned char md[EVP_MAX_MD_SIZE], raw[32], b64[64], back[64], *der = NULL;
+	char text[2 * EVP_MAX_MD_SIZE + 1], *mem = NULL;
+	unsigned int len = 0;
+	EVP_MD_CTX *ctx;
+	EVP_PKEY *pk;
+	BIO *bio;
+	long n;
+
+	cr_assert_eq(EVP_Digest("abc", 3, md, &len, EVP_sha256(), NULL), 1);
+	cr_assert_eq(len, 32);
+	hex(text, md, len);
+	cr_assert_str_eq(text, abc);
+	cr_assert_eq(SHA256((const unsigned char *)"abc", 3, md), md);
+	hex(text, md, 32);
+	cr_assert_str_eq(text, abc);
+	ctx = EVP_MD_CTX_new();
+	cr_assert_not_null(ctx);
+	cr_assert_eq(EVP_DigestInit_ex(ctx, EVP_sha256(), NULL), 1);
+	cr_assert_eq(EVP_DigestUpdate(ctx, "ab", 2), 1);
+	cr_assert_eq(EVP_DigestUpdate(ctx, "c", 1), 1);
+	cr_assert_eq(EVP_DigestFinal_ex(ctx, md, &len), 1);
+	EVP_MD_CTX_free(ctx);
+	hex(text, md, len);
+	cr_assert_str_eq(text, abc);
+	cr_assert_not_null(HMAC(EVP_sha1(), "key", 3, (const unsigned char *)fox, strlen(fox), md, &len));
+	hex(text, md, len);
+	cr_assert_str_eq(text, "de7c9b85b8b78aa6bc8a7a36f70a90701c9db4d9");
+	cr_assert_eq(EVP_EncodeBlock(b64, (const unsigned char *)"kmpkg", 5), 8);
+	cr_assert_str_eq((char *)b64, "a21wa2c=");
+	cr_assert_eq(EVP_DecodeBlock(back, b64, 8), 6); /* padding decodes to a zero byte */
+	cr_assert_eq(memcmp(back, "kmpkg", 5), 0);
+
+	memset(raw, 7, sizeof(raw));
+	pk = EVP_PKEY_new_raw_public_key(EVP_PKEY_ED25519, NULL, raw, sizeof(raw));
+	cr_assert_not_null(pk);
+	cr_assert_eq(EVP_PKEY_get_base_id(pk), EVP_PKEY_ED25519);
+	cr_assert_eq(i2d_PUBKEY(pk, &der), 44);
+	cr_assert_eq(memcmp(der + 12, raw, sizeof(raw)), 0);
+	OPENSSL_free(der);
+	bio = BIO_new(BIO_s_mem());
+	cr_assert_not_null(bio);
+	cr_assert_eq(PEM_write_bio_PUBKEY(bio, pk), 1);
+	n = BIO_get_mem_data(bio, &mem);
+	cr_assert_gt(n, 0);
+	cr_assert_eq(strncmp(mem, "-----BEGIN PUBLIC KEY-----\n", 27), 0);
+	cr_assert_eq(BIO_free(bio), 1);
+	EVP_PKEY_free(pk);
+	ERR_clear_error();
 }
 
 static void *first_calls(void *arg)
@@ -161,7 +236,7 @@ static struct run kmpkg(const char *const *env, const char *const *args)
  * loaded by ..." for every library opened. */
 static const char *const ld_debug[] = { "LD_DEBUG=files", NULL };
 
-Test(lazylib, version_loads_neither_library)
+Test(lazylib, version_loads_no_lazy_library)
 {
 	const char *args[] = { "--version", NULL };
 	struct run r = kmpkg(ld_debug, args);
@@ -170,10 +245,11 @@ Test(lazylib, version_loads_neither_library)
 	cr_assert_not_null(strstr(r.err, "file=libjansson.so.4"), "LD_DEBUG=files logged nothing");
 	cr_assert_null(strstr(r.err, "libgit2"));
 	cr_assert_null(strstr(r.err, "libarchive"));
+	cr_assert_null(strstr(r.err, "libcrypto"));
 	free(r.err);
 }
 
-Test(lazylib, list_loads_neither_library)
+Test(lazylib, list_loads_no_lazy_library)
 {
 	char root[] = "/tmp/kmpkg-lazy-root-XXXXXX", cmd[64];
 	const char *args[] = { "--root", root, "list", NULL };
@@ -185,6 +261,7 @@ Test(lazylib, list_loads_neither_library)
 	cr_assert_not_null(strstr(r.err, "file=libjansson.so.4"));
 	cr_assert_null(strstr(r.err, "libgit2"));
 	cr_assert_null(strstr(r.err, "libarchive"));
+	cr_assert_null(strstr(r.err, "libcrypto"));
 	free(r.err);
 	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", root);
 	cr_assert_eq(system(cmd), 0);
@@ -253,4 +330,57 @@ Test(lazylib, missing_library_is_a_clean_fatal_error)
 	unlink(lib);
 	/* Nothing left behind: no output, no temporary file. */
 	cr_assert_eq(rmdir(dir), 0, "kmpkg pack left files in %s", dir);
+}
+
+Test(lazylib, key_add_loads_libcrypto_only)
+{
+	char root[] = "/tmp/kmpkg-lazy-root-XXXXXX", cmd[64];
+	const char *args[] = { "--root", root, "key", "add", "fixtures/fuzz/minisign/key.pub", NULL };
+	struct run r;
+
+	cr_assert_not_null(mkdtemp(root));
+	r = kmpkg(ld_debug, args);
+	cr_assert_eq(r.status, 0, "%s", r.err);
+	cr_assert_not_null(strstr(r.err, "file=libcrypto.so.3 [0];  dynamically loaded"), "%s", r.err);
+	cr_assert_null(strstr(r.err, "libgit2"));
+	cr_assert_null(strstr(r.err, "libarchive"));
+	free(r.err);
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", root);
+	cr_assert_eq(system(cmd), 0);
+}
+
+Test(lazylib, missing_libcrypto_is_a_clean_fatal_error)
+{
+	char dir[] = "/tmp/kmpkg-lazy-ssl-XXXXXX", lib[64], root[64], env[96], cmd[96];
+	const char *args[] = { "--root", root, "key", "add", "fixtures/fuzz/minisign/key.pub", NULL };
+	const char *envv[] = { env, "ASAN_OPTIONS=detect_leaks=0", NULL };
+	struct run r;
+	FILE *f;
+
+	cr_assert_not_null(mkdtemp(dir));
+	snprintf(lib, sizeof(lib), "%s/libcrypto.so.3", dir);
+	snprintf(root, sizeof(root), "%s/root", dir);
+	snprintf(env, sizeof(env), "LD_LIBRARY_PATH=%s", dir);
+	cr_assert_eq(mkdir(root, 0700), 0);
+	f = fopen(lib, "w");
+	cr_assert_not_null(f);
+	fputs("not an ELF file\n", f);
+	fclose(f);
+	r = kmpkg(envv, args);
+	cr_assert_eq(r.status, 1, "%s", r.err);
+	cr_assert_not_null(strstr(r.err, "kmpkg: error[E_LIBRARY]: cannot load libcrypto.so.3: "), "%s", r.err);
+	cr_assert_not_null(strstr(r.err, "next step: install the Debian package libssl3"), "%s", r.err);
+	free(r.err);
+
+	unlink(lib);
+	cr_assert_eq(symlink("/usr/lib/x86_64-linux-gnu/libyaml-0.so.2", lib), 0);
+	r = kmpkg(envv, args);
+	cr_assert_eq(r.status, 1, "%s", r.err);
+	cr_assert_not_null(strstr(r.err, "undefined symbol: "), "%s", r.err);
+	free(r.err);
+	unlink(lib);
+	/* The key is checked before anything is written. */
+	cr_assert_eq(rmdir(root), 0, "kmpkg key add left files in %s", root);
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+	cr_assert_eq(system(cmd), 0);
 }
