@@ -66,6 +66,8 @@
 #include <openssl/sha.h>
 #include <openssl/x509.h>
 
+#include "kmpkg/lazylib.h"
+
 struct lazylib {
 	const char *soname;
 	const char *package; /* the Debian package that ships it */
@@ -106,6 +108,26 @@ static void open_ar(void)
 static void open_crypto(void)
 {
 	lib_open(&crypto);
+}
+
+static void *preload_main(void *arg)
+{
+	(void)arg;
+	pthread_once(&crypto.once, open_crypto);
+	pthread_once(&ar.once, open_ar);
+	return NULL;
+}
+
+void kmpkg_lazylib_preload_install(void)
+{
+	pthread_attr_t attr;
+	pthread_t t;
+
+	if (pthread_attr_init(&attr) != 0)
+		return;
+	if (pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED) == 0)
+		pthread_create(&t, &attr, preload_main, NULL);
+	pthread_attr_destroy(&attr);
 }
 
 static _Noreturn void lib_fatal(const struct lazylib *l, const char *why)
