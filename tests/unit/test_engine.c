@@ -76,10 +76,10 @@ Test(engine, install_local_end_to_end)
 		cr_assert_not_null(files);
 		cr_assert_geq(json_array_size(files), 2);
 		{
-			size_t k, digests = 0;
+			size_t fi, digests = 0;
 			json_t *f;
 
-			json_array_foreach(files, k, f)
+			json_array_foreach(files, fi, f)
 				digests += json_string_length(json_object_get(f, "sha256")) == 64;
 			cr_assert_geq(digests, 1);
 		}
