@@ -267,7 +267,7 @@ int kmpkg_fsutil_rename(const char *from, const char *to)
 	return err;
 }
 
-int kmpkg_fsutil_symlink_swap(const char *linkpath, const char *target)
+static int swap_link(const char *linkpath, const char *target, bool sync)
 {
 	char *dir = dir_of(linkpath), *tmp = NULL;
 	char name[32];
@@ -285,11 +285,22 @@ int kmpkg_fsutil_symlink_swap(const char *linkpath, const char *target)
 		unlink(tmp);
 		goto cleanup;
 	}
-	err = kmpkg_fsutil_fsync_dir(dir);
+	if (sync)
+		err = kmpkg_fsutil_fsync_dir(dir);
 cleanup:
 	free(tmp);
 	free(dir);
 	return err;
+}
+
+int kmpkg_fsutil_symlink_swap(const char *linkpath, const char *target)
+{
+	return swap_link(linkpath, target, true);
+}
+
+int kmpkg_fsutil_symlink_swap_batched(const char *linkpath, const char *target)
+{
+	return swap_link(linkpath, target, false);
 }
 
 int kmpkg_fsutil_symlink(const char *target, const char *linkpath)

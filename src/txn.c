@@ -700,8 +700,8 @@ static int layout_init(struct engine *e)
 	dirs[2] = e->p.cache;
 	dirs[3] = e->p.tmp;
 	dirs[4] = e->p.quar;
-	/* A new root: the five directories, then one sync of kmpkg/ (and of
-	 * generations/ for generation 0 below) instead of one per mkdir. */
+	/* Missing directories are made without syncs, then synced once: by an
+	 * fsync of kmpkg/, or for a new root by the syncfs below. */
 	for (i = 0; i < 5; i++) {
 		if (kmpkg_fsutil_is_dir(dirs[i]))
 			continue;
@@ -709,8 +709,6 @@ static int layout_init(struct engine *e)
 			goto cleanup;
 		made = true;
 	}
-	if (made && (err = kmpkg_fsutil_fsync_dir(e->p.kdir)) != 0)
-		goto cleanup;
 	if (lstat(e->p.plugins, &st) == 0 && !S_ISLNK(st.st_mode)) {
 		err = kmpkg_error_set(KMPKG_EGENERIC, "E_ROOT_CONFLICT", NULL,
 				      "move it away; kmpkg manages plugins as a symlink to a generation",
@@ -721,10 +719,26 @@ static int layout_init(struct engine *e)
 		goto cleanup;
 	if ((err = kmpkg_state_meta_get(&active, t, "active", -1)) != 0)
 		goto cleanup;
+	if (active >= 0 && made && (err = kmpkg_fsutil_fsync_dir(e->p.kdir)) != 0)
+		goto cleanup;
 	if (active < 0) {
-		/* Generation 0: the empty set, known-good by definition. */
+		/* A new root. Generation 0, the empty set, known-good by
+		 * definition, and `plugins` pointing at it join the directories
+		 * above; one syncfs makes them all durable before the commit
+		 * that records generation 0 (a kill before it: the next writer
+		 * finds each step done and does the rest). */
 		g0 = gen_dir(e, 0);
-		if ((err = kmpkg_fsutil_mkdir(g0, 0755)) != 0)
+		if ((err = kmpkg_fsutil_mkdir_staging(g0, 0755)) != 0)
+			goto cleanup;
+		if (plugins_gen(e) != 0) {
+			char *lt = gen_link_target(0);
+
+			err = kmpkg_fsutil_symlink_swap_batched(e->p.plugins, lt);
+			free(lt);
+			if (err)
+				goto cleanup;
+		}
+		if ((err = kmpkg_fsutil_sync_tree(e->p.kdir)) != 0)
 			goto cleanup;
 		g = json_pack("{s:{}, s:n, s:o, s:b}", "plugins", "txn", "created", json_now(), "healthy", 1);
 		if ((err = kmpkg_state_gen_put(t, 0, g)) != 0 || (err = kmpkg_state_meta_set(t, "active", 0)) != 0 ||

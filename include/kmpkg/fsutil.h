@@ -43,6 +43,11 @@ int kmpkg_fsutil_rename(const char *from, const char *to);
  * of the directory. */
 int kmpkg_fsutil_symlink_swap(const char *linkpath, const char *target);
 
+/* kmpkg_fsutil_symlink_swap without the directory sync: durable at the
+ * next kmpkg_fsutil_sync_tree of the file system (a new root's first
+ * `plugins` link, synced with the rest of the new layout). */
+int kmpkg_fsutil_symlink_swap_batched(const char *linkpath, const char *target);
+
 /* symlink(2) without a sync, for a directory still being staged: the
  * caller fsyncs the directory once when it is complete. */
 int kmpkg_fsutil_symlink(const char *target, const char *linkpath);
