@@ -1,5 +1,8 @@
 /* engine: install, update, health-check rollback, quarantine, remove,
  * rollback, gc, dry-run, lock and bad input through the sanitized kmpkg. */
+#include <lmdb.h>
+#include <sys/stat.h>
+
 #include "kmfix.h"
 #include "kmpkg/lock.h"
 #include "kmpkg/txn.h"
@@ -710,5 +713,105 @@ Test(engine, targets_api_checks_expectations_and_keeps_constraints)
 	json_decref(rec);
 	cr_assert_eq(fx_meta(R, "active"), 1);
 	fx_check_invariants(R);
+	free(p);
+}
+
+/* What `list` reads: one listing record per plugin, version\0entry\0
+ * constraint\0description\0, in step with the installed db. A root whose
+ * listing holds the JSON arrays of an earlier kmpkg is listed from the
+ * installed records instead, with the same output. */
+Test(engine, listing_records_and_an_older_format)
+{
+	char *p = fx_pkg(W, "foo", "1.0.0", TOOL_OK, NULL), *q = fx_pkg(W, "bar", "2.0.0", TOOL_OK, NULL);
+	struct kmpkg_state *st = NULL;
+	struct kmpkg_state_txn *t = NULL;
+	struct kmpkg_listing l;
+	MDB_val k, v;
+	struct kres before, after;
+	json_t *old;
+
+	fx_ok(0, R, NULL, "install", p, q, NULL);
+
+	/* The records themselves, read raw. */
+	{
+		MDB_env *env = NULL;
+		MDB_txn *txn = NULL;
+		MDB_dbi dbi;
+		char *dir = fx_path(R, "kmpkg/state");
+
+		cr_assert_eq(mdb_env_create(&env), 0);
+		cr_assert_eq(mdb_env_set_maxdbs(env, 16), 0);
+		cr_assert_eq(mdb_env_open(env, dir, MDB_RDONLY, 0644), 0);
+		cr_assert_eq(mdb_txn_begin(env, NULL, MDB_RDONLY, &txn), 0);
+		cr_assert_eq(mdb_dbi_open(txn, "listing", 0, &dbi), 0);
+		k.mv_data = "foo";
+		k.mv_size = 3;
+		cr_assert_eq(mdb_get(txn, dbi, &k, &v), 0);
+		cr_assert_eq(kmpkg_state_listing_parse(&l, v.mv_data, v.mv_size), 0);
+		cr_assert_str_eq(l.version, "1.0.0");
+		cr_assert_eq(strncmp(l.entry, "foo-1.0.0-", 10), 0);
+		cr_assert_null(l.constraint);
+		cr_assert_eq(((const char *)v.mv_data)[v.mv_size - 1], '\0');
+		/* Not a listing record: three fields, or no NUL at the end. */
+		cr_assert_neq(kmpkg_state_listing_parse(&l, "1.0.0\0e\0\0", 9), 0);
+		cr_assert_neq(kmpkg_state_listing_parse(&l, "1.0.0\0e\0\0d", 10), 0);
+		cr_assert_neq(kmpkg_state_listing_parse(&l, "[\"1.0.0\",\"e\",null,null]", 24), 0);
+		mdb_txn_abort(txn);
+		mdb_env_close(env);
+		free(dir);
+	}
+
+	before = fx_run(R, NULL, "--json", "list", NULL);
+	cr_assert_eq(before.status, 0, "%s", before.err);
+
+	/* An earlier kmpkg's listing: JSON arrays. */
+	cr_assert_eq(kmpkg_state_open(&st, R, true), 0);
+	cr_assert_eq(kmpkg_state_begin(&t, st, true), 0);
+	old = json_pack("[s, s, n, n]", "1.0.0", "foo-1.0.0-000000000000");
+	cr_assert_eq(kmpkg_state_puts(t, KMPKG_DB_LISTING, "bar", old), 0);
+	cr_assert_eq(kmpkg_state_puts(t, KMPKG_DB_LISTING, "foo", old), 0);
+	json_decref(old);
+	cr_assert_eq(kmpkg_state_commit(t), 0);
+	kmpkg_state_free(st);
+
+	after = fx_run(R, NULL, "--json", "list", NULL);
+	cr_assert_eq(after.status, 0, "%s", after.err);
+	cr_assert_str_eq(after.out, before.out);
+	fx_free(&before);
+	fx_free(&after);
+	after = fx_run(R, NULL, "list", NULL);
+	cr_assert_eq(after.status, 0, "%s", after.err);
+	cr_assert(strstr(after.out, "bar") && strstr(after.out, "2.0.0"), "%s", after.out);
+	fx_free(&after);
+	free(p);
+	free(q);
+}
+
+/* data.mdb keeps written zeros past LMDB's last page, so that commits
+ * rewrite blocks in place instead of growing the file. */
+Test(engine, state_file_keeps_headroom)
+{
+	char *p = fx_pkg(W, "foo", "1.0.0", TOOL_OK, NULL), *data = fx_path(R, "kmpkg/state/data.mdb");
+	struct stat st;
+	MDB_env *env = NULL;
+	MDB_envinfo info;
+	MDB_stat ms;
+	char *dir = fx_path(R, "kmpkg/state");
+
+	fx_ok(0, R, NULL, "install", p, NULL);
+	cr_assert_eq(stat(data, &st), 0);
+	cr_assert_eq(mdb_env_create(&env), 0);
+	cr_assert_eq(mdb_env_set_maxdbs(env, 16), 0);
+	cr_assert_eq(mdb_env_open(env, dir, MDB_RDONLY, 0644), 0);
+	cr_assert_eq(mdb_env_info(env, &info), 0);
+	cr_assert_eq(mdb_env_stat(env, &ms), 0);
+	cr_assert_geq(st.st_size, (off_t)(info.me_last_pgno + 1) * ms.ms_psize + (64 << 10),
+		      "data.mdb %lld bytes, last page %zu", (long long)st.st_size, (size_t)info.me_last_pgno);
+	mdb_env_close(env);
+	/* And LMDB reads it as usual. */
+	fx_ok(0, R, NULL, "list", NULL);
+	fx_ok(0, R, NULL, "verify", NULL);
+	free(dir);
+	free(data);
 	free(p);
 }
