@@ -78,7 +78,11 @@
  *     rolled-back or aborted change grants nothing. write_installed carries
  *     granted_permissions across versions like the constraint; remove drops
  *     the record and with it the grants. Host-allowed permissions are never
- *     recorded as grants.
+ *     recorded as grants. The commit that makes a generation known-good
+ *     also records in it the grants its plugins hold ("grants"); when a
+ *     generation is re-activated (rollback, or the automatic way back), a
+ *     plugin with no installed record then gets the grants it had there,
+ *     one installed keeps its own (gen_grants, snapshot_grants).
  *   - --dry-run runs the same gate (no journal).
  *
  * remove runs phases 3-4 (no download, nothing to check); rollback runs 3-5
@@ -476,9 +480,67 @@ static int del_installed(struct kmpkg_state_txn *t, const char *name)
 	return err ? err : kmpkg_state_dels(t, KMPKG_DB_LISTING, name);
 }
 
+/* The "grants" of generation n ({name: [permission]}, written when it
+ * became known-good); *out NULL when it has none. */
+static int gen_grants(json_t **out, struct kmpkg_state_txn *t, int64_t n)
+{
+	json_t *g = NULL;
+	int err;
+
+	*out = NULL;
+	if (n < 0)
+		return 0;
+	err = kmpkg_state_gen_get(&g, t, (uint32_t)n);
+	if (err == KMPKG_ENOTFOUND)
+		return 0;
+	if (err)
+		return err;
+	*out = json_incref(json_object_get(g, "grants"));
+	json_decref(g);
+	return 0;
+}
+
+/* Records in generation record g the grants its plugins hold now (the
+ * installed db as this commit leaves it), so that re-activating it later
+ * brings back, with a plugin removed since, what had been granted to it. */
+static int snapshot_grants(json_t *g, struct kmpkg_state_txn *t)
+{
+	json_t *grants = json_object(), *rec = NULL;
+	const char *name;
+	json_t *entry;
+	int err = 0;
+
+	json_object_foreach(json_object_get(g, "plugins"), name, entry) {
+		const json_t *perms;
+
+		(void)entry;
+		err = kmpkg_state_gets(&rec, t, KMPKG_DB_INSTALLED, name);
+		if (err == KMPKG_ENOTFOUND) {
+			err = 0;
+			continue;
+		}
+		if (err)
+			break;
+		perms = json_object_get(rec, "granted_permissions");
+		if (json_array_size(perms))
+			json_object_set(grants, name, (json_t *)perms);
+		json_decref(rec);
+		rec = NULL;
+	}
+	if (!err && json_object_size(grants))
+		json_object_set(g, "grants", grants);
+	else if (!err)
+		json_object_del(g, "grants");
+	json_decref(rec);
+	json_decref(grants);
+	return err;
+}
+
 /* Rewrites the installed DB as `set` (name -> store entry), keeping each
- * plugin's constraint from its previous record. */
-static int write_installed(struct kmpkg_state_txn *t, json_t *set)
+ * plugin's constraint and grants from its previous record; gen_grants (NULL
+ * or the "grants" of the generation being re-activated) supplies the grants
+ * of plugins that have no record now. */
+static int write_installed(struct kmpkg_state_txn *t, json_t *set, const json_t *gen_grants)
 {
 	json_t *old = json_object(), *val, *rec = NULL, *copy;
 	const char *name;
@@ -513,8 +575,12 @@ static int write_installed(struct kmpkg_state_txn *t, json_t *set)
 		/* The file list (with per-file digests, for verify) stays in the
 		 * store record: list and status read every installed record. */
 		json_object_del(rec, "files");
-		/* Grants belong to the plugin on this root, not to one version. */
+		/* Grants belong to the plugin on this root, not to one version.
+		 * One not installed now, brought back by re-activating a
+		 * generation, gets the grants it had in that generation. */
 		copy = json_object_get(json_object_get(old, name), "granted_permissions");
+		if (!copy && !was)
+			copy = json_object_get(gen_grants, name);
 		if (copy)
 			json_object_set(rec, "granted_permissions", copy);
 		err = put_installed(t, name, rec);
@@ -1754,7 +1820,7 @@ static int apply_constraints(struct engine *e, struct kmpkg_state_txn *t, void *
 
 static int activate_end_extra(struct engine *e, struct kmpkg_state_txn *t, void *arg)
 {
-	json_t *g;
+	json_t *g, *grants = NULL;
 	int err;
 
 	(void)arg;
@@ -1768,7 +1834,11 @@ static int activate_end_extra(struct engine *e, struct kmpkg_state_txn *t, void 
 		if (err)
 			return err;
 	}
-	if ((err = write_installed(t, e->next)) != 0)
+	if (!e->new_gen && (err = gen_grants(&grants, t, e->to_gen)) != 0)
+		return err;
+	err = write_installed(t, e->next, grants);
+	json_decref(grants);
+	if (err)
 		return err;
 	return apply_constraints(e, t, NULL);
 }
@@ -1916,12 +1986,11 @@ static int commit_extra(struct engine *e, struct kmpkg_state_txn *t, void *arg)
 	if (!json_is_true(json_object_get(g, "healthy")))
 		json_object_set_new(g, "checked_by", json_string(e->id));
 	json_object_set_new(g, "healthy", json_true());
-	err = kmpkg_state_gen_put(t, (uint32_t)e->to_gen, g);
+	if ((err = record_grants(e, t)) == 0 && (err = snapshot_grants(g, t)) == 0)
+		err = kmpkg_state_gen_put(t, (uint32_t)e->to_gen, g);
 	json_decref(g);
 	if (!err)
 		err = kmpkg_state_meta_set(t, "known_good", e->to_gen);
-	if (!err)
-		err = record_grants(e, t);
 	return err;
 }
 
@@ -1935,12 +2004,13 @@ struct rb_arg {
 static int rollback_commit_extra(struct engine *e, struct kmpkg_state_txn *t, void *arg)
 {
 	const struct rb_arg *a = arg;
-	json_t *set = NULL, *g = NULL;
+	json_t *set = NULL, *g = NULL, *grants = NULL;
 	int err;
 
 	if ((err = kmpkg_state_meta_set(t, "active", a->k)) != 0)
 		goto cleanup;
-	if ((err = gen_set(&set, t, a->k)) != 0 || (err = write_installed(t, set)) != 0)
+	if ((err = gen_set(&set, t, a->k)) != 0 || (err = gen_grants(&grants, t, a->k)) != 0 ||
+	    (err = write_installed(t, set, grants)) != 0)
 		goto cleanup;
 	if (e->to_gen >= 0 && e->to_gen != a->k) {
 		if (e->new_gen) {
@@ -1957,6 +2027,7 @@ static int rollback_commit_extra(struct engine *e, struct kmpkg_state_txn *t, vo
 cleanup:
 	json_decref(set);
 	json_decref(g);
+	json_decref(grants);
 	return err;
 }
 

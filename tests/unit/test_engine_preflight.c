@@ -342,6 +342,37 @@ Test(engine_preflight, grant_of_a_rolled_back_update_is_not_kept)
 	free(p2);
 }
 
+/* A generation records the grants its plugins held when it became
+ * known-good: re-activating it brings a removed plugin back with them, and
+ * a plugin installed now keeps its own. */
+Test(engine_preflight, rollback_restores_the_grants_of_a_removed_plugin)
+{
+	char *p1, *p11;
+	json_t *rec, *g;
+
+	host_profile();
+	p1 = fx_pkg(W, "vault", "1.0.0", TOOL_OK, "permissions: [secrets]\n");
+	p11 = fx_pkg(W, "vault", "1.1.0", TOOL_OK, "permissions: [secrets]\n");
+	json_decref(RUN(0, "install", "--allow-permission", "secrets", p1));
+	json_decref(RUN(0, "remove", "vault"));
+	cr_assert_null(fx_get(R, KMPKG_DB_INSTALLED, "vault"), "remove drops the record and its grants");
+
+	/* Back to the generation with vault in it. */
+	json_decref(RUN(0, "rollback"));
+	rec = fx_get(R, KMPKG_DB_INSTALLED, "vault");
+	cr_assert_not_null(rec);
+	cr_assert_str_eq(jstr(rec, "version"), "1.0.0");
+	g = json_object_get(rec, "granted_permissions");
+	cr_assert_eq(json_array_size(g), 1);
+	cr_assert_str_eq(json_string_value(json_array_get(g, 0)), "secrets");
+	json_decref(rec);
+	/* So an update needs no flag again. */
+	json_decref(RUN(0, "update", p11));
+	fx_check_invariants(R);
+	free(p1);
+	free(p11);
+}
+
 Test(engine_preflight, no_host_profile_warns_and_keeps_least_privilege)
 {
 	char *p, *q;
