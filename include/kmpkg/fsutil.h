@@ -79,7 +79,9 @@ int kmpkg_fsutil_commit_temp_batched(int fd, const char *tmp_path, const char *p
  * destination. (A rename is one atomic journal operation on ext4, xfs and
  * btrfs: the destination's sync makes the whole move durable.)
  */
-/* mkdir -p without syncs, for directories under kmpkg/tmp. */
+/* mkdir -p without syncs: for directories under kmpkg/tmp, or for several
+ * directories that the caller then makes durable with one sync (a new
+ * root's layout, txn.c layout_init). */
 int kmpkg_fsutil_mkdir_staging(const char *path, mode_t mode);
 /* kmpkg_fsutil_rmtree without the sync of the parent, for staging. */
 int kmpkg_fsutil_remove_staging(const char *path);
