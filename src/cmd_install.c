@@ -12,8 +12,9 @@ int kmpkg_cmd_install(struct kmpkg_cli *cli, int argc, char **argv)
 	size_t i, n, names = 0;
 	int err;
 
-	err = kmpkg_cmdutil_parse(&o, cli, "install", KMPKG_OPT_SIGNATURE | KMPKG_OPT_HOST, argc, argv,
-				  "install [--dry-run] [--correlation-id ID] [--allow-unsigned] "
+	err = kmpkg_cmdutil_parse(&o, cli, "install", KMPKG_OPT_SIGNATURE | KMPKG_OPT_HOST | KMPKG_OPT_REINSTALL,
+				  argc, argv,
+				  "install [--dry-run] [--reinstall] [--correlation-id ID] [--allow-unsigned] "
 				  "[--allow-permission PERM]... [--host FILE] [--signature FILE] TARGET... "
 				  "(TARGET: NAME, NAME@RANGE or the PATH of a .kmpkg)");
 	if (err)
@@ -28,6 +29,9 @@ int kmpkg_cmd_install(struct kmpkg_cli *cli, int argc, char **argv)
 	} else if (names > 0) {
 		if (o.txn.signature)
 			err = kmpkg_cli_usage("install", "--signature applies to a local .kmpkg file");
+		else if (o.txn.reinstall)
+			err = kmpkg_cli_usage("install", "--reinstall takes .kmpkg files (every installed package "
+							 "is kept in kmpkg/cache/SHA256; kmpkg verify names it)");
 		else
 			err = kmpkg_plan_run(cli, &o, argv + o.first_arg, n, KMPKG_PLAN_INSTALL);
 	} else if (o.txn.signature && n > 1) {

@@ -3,10 +3,12 @@
  * write lock. */
 #include <getopt.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "cmdutil.h"
 #include "kmpkg/error.h"
+#include "kmpkg/fsutil.h"
 #include "kmpkg/verify.h"
 
 #define USAGE "usage: kmpkg verify [NAME...]"
@@ -116,6 +118,7 @@ int kmpkg_cmd_verify(struct kmpkg_cli *cli, int argc, char **argv)
 	struct kmpkg_state *st = NULL;
 	json_t *recs = NULL, *reps = json_array(), *rep = NULL, *rec;
 	size_t i, nfiles = 0, nmod = 0, nmiss = 0, nextra = 0, nbad = 0;
+	char *again = NULL;
 	int c, err;
 
 	opterr = 0;
@@ -139,7 +142,25 @@ int kmpkg_cmd_verify(struct kmpkg_cli *cli, int argc, char **argv)
 		nmod += json_array_size(json_object_get(rep, "modified"));
 		nmiss += json_array_size(json_object_get(rep, "missing"));
 		nextra += json_array_size(json_object_get(rep, "extra"));
-		nbad += kmpkg_verify_count(rep) > 0;
+		if (kmpkg_verify_count(rep) > 0 && nbad++ == 0) {
+			/* The way back for the first plugin found changed: its
+			 * package, kept in the cache under its digest. */
+			const char *sha = json_string_value(json_object_get(rec, "sha256"));
+			char *kdir = kmpkg_fsutil_join(cli->root, "kmpkg"), *cache = kmpkg_fsutil_join(kdir, "cache");
+
+			if (sha && strlen(sha) == 64) {
+				char *f = kmpkg_fsutil_join(cache, sha);
+
+				if (kmpkg_fsutil_exists(f) &&
+				    asprintf(&again, "find out who changed them; then put the package back: "
+						     "kmpkg --root %s install --reinstall %s",
+					     cli->root, f) < 0)
+					again = NULL;
+				free(f);
+			}
+			free(cache);
+			free(kdir);
+		}
 		if (!cli->json && !cli->quiet)
 			print_text(rep);
 		json_array_append_new(reps, rep);
@@ -170,11 +191,14 @@ int kmpkg_cmd_verify(struct kmpkg_cli *cli, int argc, char **argv)
 	fflush(stdout);
 	if (nbad)
 		err = kmpkg_error_set(KMPKG_EVERIFY, "E_VERIFY_MODIFIED", NULL,
-				      "find out who changed them; then remove the plugin and install it again from a trusted package",
+				      again ? again
+					    : "find out who changed them; then put the package back with "
+					      "'kmpkg install --reinstall FILE' (FILE: the plugin's .kmpkg)",
 				      "%zu of %zu installed plugin%s differ%s from what was installed", nbad,
 				      json_array_size(recs), json_array_size(recs) == 1 ? "" : "s",
 				      nbad == 1 ? "s" : "");
 cleanup:
+	free(again);
 	kmpkg_state_free(st);
 	json_decref(recs);
 	json_decref(reps);

@@ -33,6 +33,7 @@ int kmpkg_cmdutil_parse(struct kmpkg_cmdopts *out, struct kmpkg_cli *cli, const 
 		{ "to", required_argument, NULL, 't' },
 		{ "keep", required_argument, NULL, 'k' },
 		{ "host", required_argument, NULL, 'H' },
+		{ "reinstall", no_argument, NULL, 'r' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -80,6 +81,11 @@ int kmpkg_cmdutil_parse(struct kmpkg_cmdopts *out, struct kmpkg_cli *cli, const 
 			if (!(extra & KMPKG_OPT_HOST))
 				goto bad;
 			out->txn.host_file = optarg;
+			break;
+		case 'r':
+			if (!(extra & KMPKG_OPT_REINSTALL))
+				goto bad;
+			out->txn.reinstall = true;
 			break;
 		case 'f':
 			if (!(extra & KMPKG_OPT_FORCE))
@@ -158,7 +164,9 @@ static void describe_changes(struct kmpkg_buf *b, const json_t *changes)
 		const char *from = js(c, "from"), *to = js(c, "to");
 
 		kmpkg_buf_printf(b, "%s%s", i ? ", " : " ", js(c, "name"));
-		if (from && to)
+		if (json_is_true(json_object_get(c, "reinstalled")))
+			kmpkg_buf_printf(b, " %s (reinstalled)", to ? to : "?");
+		else if (from && to)
 			kmpkg_buf_printf(b, " %s \u2192 %s", from, to);
 		else if (to)
 			kmpkg_buf_printf(b, " %s", to);

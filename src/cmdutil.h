@@ -19,6 +19,7 @@ enum {
 	KMPKG_OPT_KEEP = 1 << 2,
 	KMPKG_OPT_SIGNATURE = 1 << 3,
 	KMPKG_OPT_HOST = 1 << 4,      /* --host FILE: the host profile for preflight */
+	KMPKG_OPT_REINSTALL = 1 << 5, /* --reinstall */
 };
 
 struct kmpkg_cmdopts {

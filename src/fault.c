@@ -8,7 +8,7 @@
 
 const char *const kmpkg_fault_points[] = {
 	"download:start", "download:end",
-	"verify:start", "verify:after-extract", "verify:after-store", "verify:end",
+	"verify:start", "verify:after-extract", "verify:after-exchange", "verify:after-store", "verify:end",
 	"dependency-prepare:start", "dependency-prepare:end",
 	"activate:start", "activate:after-gendir", "activate:after-swap", "activate:end",
 	"health-check:start", "health-check:after-run", "health-check:end", "commit:after-record",

@@ -250,6 +250,19 @@ int kmpkg_fsutil_publish(const char *from, const char *to)
 	return err;
 }
 
+int kmpkg_fsutil_exchange(const char *a, const char *b)
+{
+	char *dir;
+	int err;
+
+	if (renameat2(AT_FDCWD, a, AT_FDCWD, b, RENAME_EXCHANGE) != 0)
+		return kmpkg_error_errno(errno, "exchange", b);
+	dir = dir_of(b);
+	err = kmpkg_fsutil_fsync_dir(dir);
+	free(dir);
+	return err;
+}
+
 int kmpkg_fsutil_rename(const char *from, const char *to)
 {
 	char *d1 = NULL, *d2 = NULL;

@@ -114,7 +114,8 @@
  *
  * Fault points (test builds, KMPKG_FAULT=<point>, listed in src/fault.c):
  * "<phase>:start" and "<phase>:end" after each phase commit, plus
- * verify:after-extract, verify:after-store, activate:after-gendir,
+ * verify:after-extract, verify:after-exchange (--reinstall), verify:after-store,
+ * activate:after-gendir,
  * activate:after-swap, health-check:after-run,
  * commit:after-record (committed, staging not yet removed), rollback:start,
  * rollback:after-swap, rollback:after-commit, rollback:after-quarantine,
@@ -180,6 +181,7 @@ struct change {
 	char *from_entry;
 	json_t *rec;         /* the new store record (owned), NULL when removed */
 	bool noop;           /* same entry as installed: nothing to do */
+	bool repaired;       /* --reinstall: its store entry was extracted again */
 	const struct kmpkg_txn_target *target; /* expectations and constraint, or NULL */
 	struct kmpkg_manifest *m; /* the package's manifest, during verify */
 	json_t *sig;         /* signature result, from verify_manifest to verify_store */
@@ -373,11 +375,13 @@ static json_t *changes_json(const struct engine *e)
 	for (i = 0; i < e->nch; i++) {
 		const struct change *c = &e->ch[i];
 
-		if (c->noop)
+		if (c->noop && !c->repaired)
 			continue;
 		json_array_append_new(a, json_pack("{s:s, s:s?, s:s?, s:s?, s:s?}", "name", c->name, "from",
 						   c->from_version, "to", c->version, "entry", c->entry,
 						   "from_entry", c->from_entry));
+		if (c->repaired)
+			json_object_set_new(json_array_get(a, json_array_size(a) - 1), "reinstalled", json_true());
 	}
 	return a;
 }
@@ -1331,7 +1335,7 @@ static int verify_manifest(struct engine *e, struct change *c, bool update)
 		goto cleanup;
 	if ((err = check_expected(c, c->m)) != 0)
 		goto cleanup;
-	if ((err = classify(e, c, c->m, update)) != 0 || c->noop)
+	if ((err = classify(e, c, c->m, update)) != 0 || (c->noop && !e->o->reinstall))
 		goto cleanup;
 	/* The signature sits beside the package the operator named. */
 	if ((err = kmpkg_sig_check(e->p.root, c->path, e->o->signature, c->m->name, c->m->version, c->sha256,
@@ -1354,7 +1358,7 @@ static int verify_store(struct engine *e, struct change *c)
 	char *stage = NULL, *dest = NULL;
 	int err;
 
-	if (c->noop)
+	if (c->noop && !e->o->reinstall)
 		return 0;
 	if ((err = kmpkg_fsutil_mkdir_staging(e->staging, 0755)) != 0)
 		goto cleanup;
@@ -1372,7 +1376,17 @@ static int verify_store(struct engine *e, struct change *c)
 
 	dest = kmpkg_fsutil_join(e->p.store, c->entry);
 	if (kmpkg_fsutil_is_dir(dest)) {
-		/* Same name, version and digest: the entry is immutable, reuse it. */
+		/* Same name, version and digest: the entry is immutable, reuse
+		 * it; --reinstall: the fresh tree and the entry trade places in
+		 * one rename (RENAME_EXCHANGE), so the entry is never absent or
+		 * half written, and what was there (modified, perhaps) leaves
+		 * with the staging. */
+		if (e->o->reinstall) {
+			if ((err = kmpkg_fsutil_sync_tree(stage)) != 0 || (err = kmpkg_fsutil_exchange(stage, dest)) != 0)
+				goto cleanup;
+			c->repaired = true;
+			kmpkg_fault("verify:after-exchange");
+		}
 		err = kmpkg_fsutil_remove_staging(stage);
 	} else {
 		/* One syncfs for every extracted file and the cache copy, then
@@ -2503,6 +2517,19 @@ static int after_activation_failed(struct engine *e, int failure)
 	return err_restore(&saved);
 }
 
+/* The store records of entries --reinstall put back (their file lists, for
+ * verify), with the constraints. */
+static int reinstall_extra(struct engine *e, struct kmpkg_state_txn *t, void *arg)
+{
+	size_t i;
+	int err;
+
+	for (i = 0; i < e->nch; i++)
+		if (e->ch[i].repaired && e->ch[i].rec && (err = put_store(t, e->ch[i].entry, e->ch[i].rec)) != 0)
+			return err;
+	return apply_constraints(e, t, arg);
+}
+
 static int run_from_deps(struct engine *e, int64_t to_gen, bool new_gen)
 {
 	bool known_good_target = !new_gen && e->target_healthy;
@@ -2529,9 +2556,18 @@ static int run_from_deps(struct engine *e, int64_t to_gen, bool new_gen)
 	}
 	/* A rollback to another generation switches even if the sets are equal. */
 	if (real_changes(e) == 0 && (new_gen || to_gen == e->active)) {
+		bool repaired = false;
+		size_t i;
+
+		for (i = 0; i < e->nch; i++)
+			repaired |= e->ch[i].repaired;
 		if (e->staging)
 			kmpkg_fsutil_remove_staging(e->staging);
-		return finish(e, "committed", "nothing to do", apply_constraints, NULL);
+		/* --reinstall of what is active: the entries were put back in
+		 * verify; no generation changes and no health check runs (the
+		 * same package passed it when it was installed). */
+		return finish(e, "committed", repaired ? "reinstalled" : "nothing to do",
+			      repaired ? reinstall_extra : apply_constraints, NULL);
 	}
 
 	e->to_gen = to_gen;

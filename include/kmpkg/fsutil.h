@@ -38,6 +38,11 @@ int kmpkg_fsutil_mkdir_p(const char *path, mode_t mode);
  * directory when it differs). */
 int kmpkg_fsutil_rename(const char *from, const char *to);
 
+/* Swaps two existing directories in one renameat2(RENAME_EXCHANGE), then
+ * fsyncs b's directory: a freshly built (synced) tree `a` from staging takes
+ * the place of `b`, whose old tree is left at `a`. Never a moment without b. */
+int kmpkg_fsutil_exchange(const char *a, const char *b);
+
 /* Points the symlink `linkpath` at `target` atomically: a symlink at a
  * temporary name in the same directory, renamed over linkpath, then an fsync
  * of the directory. */

@@ -28,6 +28,8 @@ struct kmpkg_txn_opts {
 	bool dry_run;                 /* plan only: no lock, nothing written */
 	bool force;                   /* remove: even if dependents break */
 	bool allow_unsigned;          /* recorded */
+	bool reinstall;               /* install: extract the packages again and replace their
+				       * store entries (repairs one modified on disk) */
 	char **allow_permissions;     /* --allow-permission: granted to the plugins of an
 				       * install/update that declare them (recorded in the
 				       * transaction and the installed set) */

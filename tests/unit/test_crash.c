@@ -123,6 +123,29 @@ Test(crash, update)
 	free(b);
 }
 
+/* install --reinstall of an installed package whose entry was changed */
+static const char *const reinstall_points[] = {
+	"download:end", "verify:after-extract", "verify:after-exchange", "verify:end", "dependency-prepare:end", NULL,
+};
+
+Test(crash, reinstall)
+{
+	char *b = empty_base(), *p = fx_pkg(W, "foo", "1.0.0", TOOL_OK, NULL), *f;
+	const char *cmd[] = { "install", "--reinstall", p, NULL };
+	FILE *fp;
+
+	fx_ok(0, b, NULL, "install", p, NULL);
+	f = fx_path(b, "kmpkg/generations/1/foo/kmpkg.yaml");
+	fp = fopen(f, "a");
+	cr_assert_not_null(fp);
+	fputs("# changed\n", fp);
+	fclose(fp);
+	sweep(b, cmd, reinstall_points, 0);
+	free(f);
+	free(p);
+	free(b);
+}
+
 Test(crash, failing_update)
 {
 	char *b = empty_base(), *p = fx_pkg(W, "foo", "1.0.0", TOOL_OK, NULL), *q = fx_pkg(W, "foo", "1.1.0", TOOL_FAIL, NULL);
@@ -236,7 +259,8 @@ Test(crash, recovery_itself)
 /* Every point listed in src/fault.c is exercised by some sweep above. */
 Test(crash, every_fault_point_is_swept)
 {
-	const char *const *lists[] = { pkg_points, failing_points, switch_points, remove_points, gc_points, NULL };
+	const char *const *lists[] = { pkg_points, failing_points, switch_points, remove_points, gc_points,
+				       reinstall_points, NULL };
 	static const char *const extra[] = { "recovery:start", "recovery:after-discard", NULL };
 	size_t i, j, k;
 

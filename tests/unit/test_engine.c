@@ -815,3 +815,66 @@ Test(engine, state_file_keeps_headroom)
 	free(data);
 	free(p);
 }
+
+/* verify finds a store entry changed on disk and names the way back;
+ * install --reinstall puts the package's files back in place (one
+ * RENAME_EXCHANGE), in the same generation, with no health check. */
+Test(engine, reinstall_repairs_a_modified_store_entry)
+{
+	char *p = fx_pkg(W, "foo", "1.0.0", TOOL_OK, NULL), *link, *entry, *f, *cmd;
+	struct kres r;
+	const char *ns;
+	json_t *doc;
+	FILE *fp;
+
+	fx_ok(0, R, NULL, "install", p, NULL);
+	link = fx_readlink(R, "plugins");
+	entry = fx_readlink(R, "kmpkg/generations/1/foo");
+	cr_assert_not_null(entry);
+	f = fx_path(R, "kmpkg/generations/1/foo/kmpkg.yaml");
+	fp = fopen(f, "a");
+	cr_assert_not_null(fp);
+	fputs("# changed behind kmpkg's back\n", fp);
+	fclose(fp);
+
+	r = fx_run(R, NULL, "verify", NULL);
+	cr_assert_eq(r.status, 4, "%s", r.err);
+	ns = strstr(r.err, "install --reinstall ");
+	cr_assert_not_null(ns, "%s", r.err);
+	cmd = strdup(ns + strlen("install --reinstall "));
+	cmd[strcspn(cmd, "\n")] = '\0';
+	cr_assert(strstr(cmd, "/kmpkg/cache/") != NULL, "%s", cmd);
+	fx_free(&r);
+
+	/* Without the flag an install of the same package changes nothing. */
+	fx_ok(0, R, NULL, "install", cmd, NULL);
+	fx_ok(4, R, NULL, "verify", NULL);
+
+	r = fx_run(R, NULL, "--json", "install", "--reinstall", cmd, NULL);
+	cr_assert_eq(r.status, 0, "%s", r.err);
+	doc = json_loads(r.out, 0, NULL);
+	cr_assert_not_null(doc, "%s", r.out);
+	cr_assert_str_eq(json_string_value(json_object_get(doc, "reason")), "reinstalled");
+	cr_assert(json_is_true(json_object_get(json_array_get(json_object_get(doc, "changes"), 0), "reinstalled")));
+	json_decref(doc);
+	fx_free(&r);
+	fx_ok(0, R, NULL, "verify", NULL);
+	{
+		char *now = fx_readlink(R, "plugins");
+
+		cr_assert_str_eq(now, link, "the same generation stays active");
+		free(now);
+	}
+	cr_assert_eq(fx_meta(R, "active"), 1);
+	cr_assert_eq(fx_meta(R, "known_good"), 1);
+	f = (free(f), fx_path(R, "kmpkg/tmp"));
+	cr_assert_eq(fx_count(f), 0);
+	/* --reinstall takes files, not names. */
+	fx_ok(2, R, NULL, "install", "--reinstall", "foo", NULL);
+	fx_check_invariants(R);
+	free(cmd);
+	free(f);
+	free(entry);
+	free(link);
+	free(p);
+}
