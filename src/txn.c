@@ -540,6 +540,29 @@ static int snapshot_grants(json_t *g, struct kmpkg_state_txn *t)
 	return err;
 }
 
+static int first_listing(void *ctx, const void *key, size_t klen, const void *val, size_t vlen)
+{
+	struct kmpkg_listing l;
+
+	(void)key;
+	(void)klen;
+	*(bool *)ctx = kmpkg_state_listing_parse(&l, val, vlen) == 0;
+	kmpkg_error_clear();
+	return 1;
+}
+
+/* Whether the listing db is in the present format (its first record tells). */
+static bool listing_current(struct kmpkg_state_txn *t)
+{
+	bool ok = false;
+
+	if (kmpkg_state_foreach_raw(t, KMPKG_DB_LISTING, NULL, 0, first_listing, &ok) != 0) {
+		kmpkg_error_clear();
+		return false;
+	}
+	return ok;
+}
+
 /* Rewrites the installed DB as `set` (name -> store entry), keeping each
  * plugin's constraint and grants from its previous record; gen_grants (NULL
  * or the "grants" of the generation being re-activated) supplies the grants
@@ -556,6 +579,10 @@ static int write_installed(struct kmpkg_state_txn *t, json_t *set, const json_t 
 	    (err = kmpkg_state_count(&ninst, t, KMPKG_DB_INSTALLED)) != 0 ||
 	    (err = kmpkg_state_count(&nlist, t, KMPKG_DB_LISTING)) != 0)
 		goto cleanup;
+	/* Listing records in an earlier format (JSON) count as missing: this
+	 * transaction rewrites them all. */
+	if (nlist > 0 && !listing_current(t))
+		nlist = 0;
 	json_object_foreach_safe(old, tmp, name, val) {
 		if (!json_object_get(set, name) && (err = del_installed(t, name)) != 0)
 			goto cleanup;

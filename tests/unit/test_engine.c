@@ -783,6 +783,35 @@ Test(engine, listing_records_and_an_older_format)
 	cr_assert_eq(after.status, 0, "%s", after.err);
 	cr_assert(strstr(after.out, "bar") && strstr(after.out, "2.0.0"), "%s", after.out);
 	fx_free(&after);
+
+	/* The next transaction rewrites every listing record in the present format. */
+	{
+		char *z = fx_pkg(W, "baz", "3.0.0", TOOL_OK, NULL);
+		MDB_env *env = NULL;
+		MDB_txn *txn = NULL;
+		MDB_dbi dbi;
+		char *dir = fx_path(R, "kmpkg/state");
+		const char *names[] = { "bar", "baz", "foo" };
+		size_t i;
+
+		fx_ok(0, R, NULL, "install", z, NULL);
+		cr_assert_eq(mdb_env_create(&env), 0);
+		cr_assert_eq(mdb_env_set_maxdbs(env, 16), 0);
+		cr_assert_eq(mdb_env_open(env, dir, MDB_RDONLY, 0644), 0);
+		cr_assert_eq(mdb_txn_begin(env, NULL, MDB_RDONLY, &txn), 0);
+		cr_assert_eq(mdb_dbi_open(txn, "listing", 0, &dbi), 0);
+		for (i = 0; i < 3; i++) {
+			k.mv_data = (void *)names[i];
+			k.mv_size = strlen(names[i]);
+			cr_assert_eq(mdb_get(txn, dbi, &k, &v), 0);
+			cr_assert_eq(kmpkg_state_listing_parse(&l, v.mv_data, v.mv_size), 0, "%s", names[i]);
+		}
+		cr_assert_str_eq(l.version, "1.0.0");
+		mdb_txn_abort(txn);
+		mdb_env_close(env);
+		free(dir);
+		free(z);
+	}
 	free(p);
 	free(q);
 }
