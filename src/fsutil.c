@@ -82,6 +82,17 @@ int kmpkg_fsutil_fsync_dir(const char *dir)
 	return err;
 }
 
+/* fsync of the directory that holds path (after path was created, renamed
+ * or removed there). */
+static int fsync_parent(const char *path)
+{
+	char *dir = dir_of(path);
+	int err = kmpkg_fsutil_fsync_dir(dir);
+
+	free(dir);
+	return err;
+}
+
 int kmpkg_fsutil_open_temp(int *out_fd, char **out_path, const char *dir)
 {
 	char name[32];
@@ -105,7 +116,6 @@ int kmpkg_fsutil_open_temp(int *out_fd, char **out_path, const char *dir)
 
 int kmpkg_fsutil_commit_temp(int fd, const char *tmp_path, const char *path)
 {
-	char *dir = NULL;
 	int err;
 
 	if ((err = kmpkg_fsutil_fsync_fd(fd, tmp_path)) != 0) {
@@ -120,10 +130,7 @@ int kmpkg_fsutil_commit_temp(int fd, const char *tmp_path, const char *path)
 		err = kmpkg_error_errno(errno, "rename", path);
 		goto fail;
 	}
-	dir = dir_of(path);
-	err = kmpkg_fsutil_fsync_dir(dir);
-	free(dir);
-	return err;
+	return fsync_parent(path);
 fail:
 	unlink(tmp_path);
 	return err;
@@ -179,18 +186,12 @@ cleanup:
 
 int kmpkg_fsutil_mkdir(const char *path, mode_t mode)
 {
-	char *dir;
-	int err;
-
 	if (mkdir(path, mode) != 0) {
 		if (errno == EEXIST && kmpkg_fsutil_is_dir(path))
 			return 0;
 		return kmpkg_error_errno(errno, "mkdir", path);
 	}
-	dir = dir_of(path);
-	err = kmpkg_fsutil_fsync_dir(dir);
-	free(dir);
-	return err;
+	return fsync_parent(path);
 }
 
 int kmpkg_fsutil_mkdir_p(const char *path, mode_t mode)
@@ -239,28 +240,16 @@ int kmpkg_fsutil_mkdir_staging(const char *path, mode_t mode)
 
 int kmpkg_fsutil_publish(const char *from, const char *to)
 {
-	char *dir;
-	int err;
-
 	if (rename(from, to) != 0)
 		return kmpkg_error_errno(errno, "rename", to);
-	dir = dir_of(to);
-	err = kmpkg_fsutil_fsync_dir(dir);
-	free(dir);
-	return err;
+	return fsync_parent(to);
 }
 
 int kmpkg_fsutil_exchange(const char *a, const char *b)
 {
-	char *dir;
-	int err;
-
 	if (renameat2(AT_FDCWD, a, AT_FDCWD, b, RENAME_EXCHANGE) != 0)
 		return kmpkg_error_errno(errno, "exchange", b);
-	dir = dir_of(b);
-	err = kmpkg_fsutil_fsync_dir(dir);
-	free(dir);
-	return err;
+	return fsync_parent(b);
 }
 
 int kmpkg_fsutil_rename(const char *from, const char *to)
@@ -358,8 +347,6 @@ static void make_writable(const char *path)
 static int remove_tree(const char *path, bool sync_parent)
 {
 	struct stat st;
-	char *dir;
-	int err;
 
 	if (lstat(path, &st) != 0)
 		return errno == ENOENT ? 0 : kmpkg_error_errno(errno, "stat", path);
@@ -370,12 +357,7 @@ static int remove_tree(const char *path, bool sync_parent)
 	} else if (unlink(path) != 0 && errno != ENOENT) {
 		return kmpkg_error_errno(errno, "remove", path);
 	}
-	if (!sync_parent)
-		return 0;
-	dir = dir_of(path);
-	err = kmpkg_fsutil_fsync_dir(dir);
-	free(dir);
-	return err;
+	return sync_parent ? fsync_parent(path) : 0;
 }
 
 int kmpkg_fsutil_rmtree(const char *path)

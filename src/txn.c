@@ -445,7 +445,7 @@ static int collect_gens(void *ctx, const void *key, size_t klen, json_t *val)
  * (include/kmpkg/state.h); del_store drops both. */
 static int put_store(struct kmpkg_state_txn *t, const char *entry, const json_t *rec)
 {
-	json_t *brief = json_deep_copy(rec);
+	json_t *brief = json_copy((json_t *)rec); /* shallow: only "files" goes */
 	const json_t *files = json_object_get(rec, "files");
 	int err;
 
@@ -504,39 +504,48 @@ static int gen_grants(json_t **out, struct kmpkg_state_txn *t, int64_t n)
 	return 0;
 }
 
+struct grants_scan {
+	const json_t *plugins; /* the generation's set */
+	json_t *grants;
+};
+
+/* One installed record, raw: only those that mention grants are parsed. */
+static int scan_grants(void *ctx, const void *key, size_t klen, const void *val, size_t vlen)
+{
+	static const char mark[] = "\"granted_permissions\"";
+	struct grants_scan *g = ctx;
+	json_error_t je;
+	json_t *rec, *perms;
+	char *name;
+
+	if (!memmem(val, vlen, mark, sizeof(mark) - 1))
+		return 0;
+	name = strndup(key, klen);
+	if (!name)
+		abort();
+	if (json_object_get(g->plugins, name) && (rec = json_loadb(val, vlen, 0, &je)) != NULL) {
+		perms = json_object_get(rec, "granted_permissions");
+		if (json_array_size(perms))
+			json_object_set(g->grants, name, perms);
+		json_decref(rec);
+	}
+	free(name);
+	return 0;
+}
+
 /* Records in generation record g the grants its plugins hold now (the
  * installed db as this commit leaves it), so that re-activating it later
  * brings back, with a plugin removed since, what had been granted to it. */
 static int snapshot_grants(json_t *g, struct kmpkg_state_txn *t)
 {
-	json_t *grants = json_object(), *rec = NULL;
-	const char *name;
-	json_t *entry;
-	int err = 0;
+	struct grants_scan sc = { json_object_get(g, "plugins"), json_object() };
+	int err = kmpkg_state_foreach_raw(t, KMPKG_DB_INSTALLED, NULL, 0, scan_grants, &sc);
 
-	json_object_foreach(json_object_get(g, "plugins"), name, entry) {
-		const json_t *perms;
-
-		(void)entry;
-		err = kmpkg_state_gets(&rec, t, KMPKG_DB_INSTALLED, name);
-		if (err == KMPKG_ENOTFOUND) {
-			err = 0;
-			continue;
-		}
-		if (err)
-			break;
-		perms = json_object_get(rec, "granted_permissions");
-		if (json_array_size(perms))
-			json_object_set(grants, name, (json_t *)perms);
-		json_decref(rec);
-		rec = NULL;
-	}
-	if (!err && json_object_size(grants))
-		json_object_set(g, "grants", grants);
+	if (!err && json_object_size(sc.grants))
+		json_object_set(g, "grants", sc.grants);
 	else if (!err)
 		json_object_del(g, "grants");
-	json_decref(rec);
-	json_decref(grants);
+	json_decref(sc.grants);
 	return err;
 }
 
@@ -603,8 +612,9 @@ static int write_installed(struct kmpkg_state_txn *t, json_t *set, const json_t 
 			goto cleanup;
 		copy = json_object_get(json_object_get(old, name), "constraint");
 		json_object_set(rec, "constraint", copy ? copy : json_null());
-		/* The file list (with per-file digests, for verify) stays in the
-		 * store record: list and status read every installed record. */
+		/* A store record from before the files db may still hold the
+		 * file list: installed records never do (list and status read
+		 * every one). */
 		json_object_del(rec, "files");
 		/* Grants belong to the plugin on this root, not to one version.
 		 * One not installed now, brought back by re-activating a
