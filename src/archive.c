@@ -31,6 +31,7 @@
 #include "kmpkg/archive.h"
 #include "kmpkg/buf.h"
 #include "kmpkg/error.h"
+#include "kmpkg/fsutil.h"
 
 #define RATIO_GRACE (1024 * 1024) /* the ratio cap applies above 1 MiB unpacked */
 #define MAX_LINK_HOPS 40
@@ -521,6 +522,9 @@ struct extract {
 	/* One digest context and copy buffer for every file. */
 	EVP_MD_CTX *md;
 	char *buf;
+	/* Written files are closed through it: their write-back starts while
+	 * the next ones are written (the caller's syncfs makes them durable). */
+	struct kmpkg_writeback *wb;
 };
 
 /* The parent directory of `path` (opened by open_parent), kept for the
@@ -620,12 +624,10 @@ static int write_file(struct extract *x, struct kmpkg_file *f, int parent, unsig
 			off += (size_t)w;
 		}
 	}
-	if (close(fd) != 0) {
-		fd = -1;
-		rc = kmpkg_error_errno(errno, "close", f->path);
-		goto cleanup;
-	}
+	rc = kmpkg_fsutil_writeback_close(x->wb, fd, f->path);
 	fd = -1;
+	if (rc)
+		goto cleanup;
 	EVP_DigestFinal_ex(md, digest, &dlen);
 	kmpkg_hex(f->sha256, digest, dlen);
 cleanup:
@@ -848,6 +850,7 @@ int kmpkg_archive_extract(struct kmpkg_filelist **out, const char *archive, cons
 	x.dirfd = -1;
 	x.md = EVP_MD_CTX_new();
 	x.buf = malloc(65536);
+	x.wb = kmpkg_fsutil_writeback_new();
 	if (!limits) {
 		kmpkg_extract_limits_default(&deflim);
 		limits = &deflim;
@@ -894,9 +897,14 @@ int kmpkg_archive_extract(struct kmpkg_filelist **out, const char *archive, cons
 			list->v[i].sha256[0] = '\0';
 	if ((rc = kmpkg_filelist_check_links(list)) != 0)
 		goto cleanup;
+	rc = kmpkg_fsutil_writeback_finish(x.wb);
+	x.wb = NULL;
+	if (rc)
+		goto cleanup;
 	*out = list;
 	list = NULL;
 cleanup:
+	kmpkg_fsutil_writeback_finish(x.wb);
 	if (x.a)
 		archive_read_free(x.a);
 	if (afd >= 0)

@@ -105,11 +105,6 @@ static void open_ar(void)
 	lib_open(&ar);
 }
 
-static void open_crypto(void)
-{
-	lib_open(&crypto);
-}
-
 static void *preload_main(void *arg)
 {
 	(void)arg;
@@ -166,12 +161,12 @@ static void *lib_sym(struct lazylib *l, void (*opener)(void), void **slot, const
  * functions returning void. A function pointer is filled with memcpy: ISO C
  * has no conversion from void * to a function pointer. */
 #define LAZY_FN(lib, ret, name, params)                            \
-	static void *slot_##name;                                  \
 	ret(*fn) params;                                           \
 	void *p_ = lib_sym(&lib, open_##lib, &slot_##name, #name); \
 	memcpy(&fn, &p_, sizeof(fn))
 
 #define LAZY(lib, ret, name, params, args)       \
+	static void *slot_##name;                \
 	ret name params                          \
 	{                                        \
 		LAZY_FN(lib, ret, name, params); \
@@ -179,6 +174,7 @@ static void *lib_sym(struct lazylib *l, void (*opener)(void), void **slot, const
 	}
 
 #define LAZY_VOID(lib, name, params, args)        \
+	static void *slot_##name;                 \
 	void name params                          \
 	{                                         \
 		LAZY_FN(lib, void, name, params); \
@@ -393,3 +389,32 @@ LAZY(git, git_object_t, git_tree_entry_type, (const git_tree_entry *entry), (ent
 LAZY(git, size_t, git_tree_entrycount, (const git_tree *tree), (tree))
 LAZY_VOID(git, git_tree_free, (git_tree *tree), (tree))
 LAZY(git, int, git_tree_lookup, (git_tree **out, git_repository *repo, const git_oid *id), (out, repo, id))
+
+/* libcrypto's opener also fills the slots of the digest calls an install
+ * makes first (the download's SHA-256), inside the pthread_once that every
+ * libcrypto call waits on. Looking a symbol up takes the loader's lock, which
+ * a dlopen holds for the whole load: with the preload thread already loading
+ * libarchive's chain, a first digest call resolved on the main thread waited
+ * ~5 ms for it. Only symbols are looked up here: a call into OpenSSL from the
+ * preload thread would leave it thread-local state (error queue) that a
+ * process exiting meanwhile reports as leaked, and measured no faster. */
+static void open_crypto(void)
+{
+	static const struct {
+		void **slot;
+		const char *name;
+	} first[] = {
+		{ &slot_EVP_MD_CTX_new, "EVP_MD_CTX_new" },   { &slot_EVP_MD_CTX_free, "EVP_MD_CTX_free" },
+		{ &slot_EVP_sha256, "EVP_sha256" },           { &slot_EVP_DigestInit_ex, "EVP_DigestInit_ex" },
+		{ &slot_EVP_DigestUpdate, "EVP_DigestUpdate" }, { &slot_EVP_DigestFinal_ex, "EVP_DigestFinal_ex" },
+	};
+	size_t i;
+
+	lib_open(&crypto);
+	for (i = 0; crypto.handle && i < sizeof(first) / sizeof(first[0]); i++) {
+		void *p = dlsym(crypto.handle, first[i].name);
+
+		if (p) /* else the call itself reports it */
+			__atomic_store_n(first[i].slot, p, __ATOMIC_RELEASE);
+	}
+}

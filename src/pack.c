@@ -2,7 +2,7 @@
  * Reproducible packing (include/kmpkg/pack.h). Nothing about the packing host
  * reaches the output: entries are built from scratch (type, normalised mode,
  * size, fixed mtime, owner 0/0 "root") rather than copied from stat(2), and
- * the gzip header carries neither a name nor a timestamp. The tree is walked
+ * the zstd frame carries neither a name nor a timestamp. The tree is walked
  * first, checked with the same rules as extraction, then written.
  */
 #include <archive.h>
@@ -475,9 +475,9 @@ int kmpkg_pack(struct kmpkg_pack_result *out, const char *dir, const char *outpu
 		goto cleanup;
 	}
 	if (archive_write_set_format_pax_restricted(a) != ARCHIVE_OK ||
-	    archive_write_add_filter_gzip(a) != ARCHIVE_OK ||
-	    archive_write_set_options(a, "gzip:!timestamp") != ARCHIVE_OK ||
-	    /* no zero padding after the gzip stream */
+	    archive_write_add_filter_zstd(a) != ARCHIVE_OK ||
+	    archive_write_set_options(a, "zstd:compression-level=3") != ARCHIVE_OK ||
+	    /* no zero padding after the zstd frame */
 	    archive_write_set_bytes_in_last_block(a, 1) != ARCHIVE_OK ||
 	    archive_write_open2(a, &s, NULL, sink_write, NULL, NULL) != ARCHIVE_OK) {
 		rc = archive_failed(a, &s, "open", tmp);

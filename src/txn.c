@@ -36,11 +36,14 @@
  *                         each .kmpkg into cache/<sha256>
  *   2 verify              verify_manifest: re-hash, read + check the manifest,
  *                         signature; preflight_changes: the preflight gate
- *                         (below); verify_store: extract to tmp/<id>/, one
- *                         syncfs, rename into store/
+ *                         (below); store_extract: extract to tmp/<id>/;
+ *                         stage_sync: the new generation's links under
+ *                         tmp/<id>/ too, one syncfs for all; store_publish:
+ *                         rename into store/
  *   3 dependency-prepare  check_deps: every dependency of the new set satisfied
  *   4 activate            activate: record to_gen (same commit as the start
- *                         event), build tmp/<id>/gen, rename to generations/N,
+ *                         event), rename tmp/<id>/gen-N (built now when
+ *                         verify did not stage it) to generations/N,
  *                         swap `plugins`; the end commit sets meta.active = N
  *                         and the installed set
  *   5 health-check        health_check: run each changed plugin's check; the
@@ -182,9 +185,10 @@ struct change {
 	json_t *rec;         /* the new store record (owned), NULL when removed */
 	bool noop;           /* same entry as installed: nothing to do */
 	bool repaired;       /* --reinstall: its store entry was extracted again */
+	bool extracted;      /* verify wrote it to the staging (store_extract) */
 	const struct kmpkg_txn_target *target; /* expectations and constraint, or NULL */
 	struct kmpkg_manifest *m; /* the package's manifest, during verify */
-	json_t *sig;         /* signature result, from verify_manifest to verify_store */
+	json_t *sig;         /* signature result, from verify_manifest to store_extract */
 	json_t *grants;      /* the plugin's granted_permissions once committed, NULL: unchanged */
 };
 
@@ -210,6 +214,7 @@ struct engine {
 	bool new_gen;
 	bool target_healthy;  /* rollback to a generation that passed its checks */
 	bool start_pending;   /* txn_start deferred: the first commit records it */
+	bool gen_staged;      /* tmp/<id>/gen-<to_gen> built and synced in verify */
 	uint64_t phase_t0;
 	char *staging;        /* kmpkg/tmp/<id> */
 	json_t *findings;     /* preflight findings, journaled with the verify end event */
@@ -1113,7 +1118,7 @@ cleanup:
 }
 
 /* Streams the package into kmpkg/cache/<sha256> (temp + rename; synced with
- * the extracted files in verify_store). */
+ * the extracted files in stage_sync). */
 static int download_one(struct engine *e, struct change *c)
 {
 	char *tmp = NULL;
@@ -1125,7 +1130,7 @@ static int download_one(struct engine *e, struct change *c)
 		goto cleanup;
 	/* The partial copy lives in the staging (swept after a crash) and is
 	 * renamed into the cache only once complete. Its sync is batched with
-	 * the extracted files' (verify_store): the cache is a cache, re-hashed
+	 * the extracted files' (stage_sync): the cache is a cache, re-hashed
 	 * before use (verify_manifest; src/fetch.c for downloads), and the
 	 * copy made here always replaces what the cache held under that name. */
 	if ((err = kmpkg_fsutil_mkdir_staging(e->staging, 0755)) != 0 ||
@@ -1133,6 +1138,8 @@ static int download_one(struct engine *e, struct change *c)
 		goto cleanup;
 	if ((err = hash_copy(c->sha256, fd, wfd, c->path, tmp)) != 0)
 		goto cleanup;
+	/* Written back while verify extracts; synced with the files. */
+	kmpkg_fsutil_writeback_start(wfd);
 	if (c->target && c->target->expect_sha256 && strcmp(c->target->expect_sha256, c->sha256) != 0) {
 		err = kmpkg_error_set(KMPKG_EVERIFY, "E_DIGEST_MISMATCH", "/artifact/sha256",
 				      "the artifact changed or is corrupt; refresh the source and retry",
@@ -1386,13 +1393,14 @@ cleanup:
 	return err;
 }
 
-/* Verify, second half (after preflight passed): extract into the staging,
- * check the health command, rename the entry into the store. */
-static int verify_store(struct engine *e, struct change *c)
+/* Verify, second half (after preflight passed): extract into the staging
+ * and check the health command. Made durable by stage_sync, then published
+ * by store_publish. */
+static int store_extract(struct engine *e, struct change *c)
 {
 	struct kmpkg_extract_limits lim;
 	struct kmpkg_filelist *fl = NULL;
-	char *stage = NULL, *dest = NULL;
+	char *stage = NULL;
 	int err;
 
 	if (c->noop && !e->o->reinstall)
@@ -1410,30 +1418,74 @@ static int verify_store(struct engine *e, struct change *c)
 		goto cleanup;
 	c->rec = store_record(e, c, c->m, fl);
 	json_object_set(c->rec, "signature", c->sig);
+	c->extracted = true;
+cleanup:
+	kmpkg_filelist_free(fl);
+	free(stage);
+	return err;
+}
 
+static void build_next(struct engine *e);
+static int gen_links(struct engine *e, const char *dir);
+
+/* Everything verify wrote to the staging, made durable at once: the cache
+ * copies, every extracted entry and, when the transaction makes a new
+ * generation, that generation's directory of links (tmp/<id>/gen-N: it
+ * only waits for activation to be renamed into place), all by one syncfs. */
+static int stage_sync(struct engine *e)
+{
+	char *stage = NULL;
+	bool any = false;
+	size_t i;
+	int err;
+
+	for (i = 0; i < e->nch; i++)
+		any |= e->ch[i].extracted;
+	if (!any)
+		return 0;
+	build_next(e);
+	if (real_changes(e) > 0) {
+		stage = xasprintf("%s/gen-%lld", e->staging, (long long)e->next_gen);
+		if ((err = kmpkg_fsutil_remove_staging(stage)) != 0 ||
+		    (err = kmpkg_fsutil_mkdir_staging(stage, 0755)) != 0 || (err = gen_links(e, stage)) != 0)
+			goto cleanup;
+	}
+	if ((err = kmpkg_fsutil_sync_tree(e->staging)) != 0)
+		goto cleanup;
+	e->gen_staged = stage != NULL;
+cleanup:
+	free(stage);
+	return err;
+}
+
+/* The synced tree takes the entry's name in the store; an entry already
+ * there (same name, version and digest) is immutable and reused, except
+ * with --reinstall: the fresh tree and the entry trade places in one rename
+ * (RENAME_EXCHANGE), so the entry is never absent or half written, and what
+ * was there (modified, perhaps) leaves with the staging. */
+static int store_publish(struct engine *e, struct change *c)
+{
+	char *stage = NULL, *dest = NULL;
+	int err;
+
+	if (!c->extracted)
+		return 0;
+	stage = kmpkg_fsutil_join(e->staging, c->entry);
 	dest = kmpkg_fsutil_join(e->p.store, c->entry);
 	if (kmpkg_fsutil_is_dir(dest)) {
-		/* Same name, version and digest: the entry is immutable, reuse
-		 * it; --reinstall: the fresh tree and the entry trade places in
-		 * one rename (RENAME_EXCHANGE), so the entry is never absent or
-		 * half written, and what was there (modified, perhaps) leaves
-		 * with the staging. */
 		if (e->o->reinstall) {
-			if ((err = kmpkg_fsutil_sync_tree(stage)) != 0 || (err = kmpkg_fsutil_exchange(stage, dest)) != 0)
+			if ((err = kmpkg_fsutil_exchange(stage, dest)) != 0)
 				goto cleanup;
 			c->repaired = true;
 			kmpkg_fault("verify:after-exchange");
 		}
 		err = kmpkg_fsutil_remove_staging(stage);
 	} else {
-		/* One syncfs for every extracted file and the cache copy, then
-		 * the complete entry takes its name. */
-		if ((err = kmpkg_fsutil_sync_tree(stage)) != 0 || (err = kmpkg_fsutil_publish(stage, dest)) != 0)
-			goto cleanup;
+		err = kmpkg_fsutil_publish(stage, dest);
 	}
-	kmpkg_fault("verify:after-store");
+	if (!err)
+		kmpkg_fault("verify:after-store");
 cleanup:
-	kmpkg_filelist_free(fl);
 	free(stage);
 	free(dest);
 	return err;
@@ -1894,30 +1946,45 @@ static int activate_end_extra(struct engine *e, struct kmpkg_state_txn *t, void 
 	return apply_constraints(e, t, NULL);
 }
 
+/* One link per plugin of e->next in dir: NAME -> ../../store/ENTRY. */
+static int gen_links(struct engine *e, const char *dir)
+{
+	char *target = NULL, *link = NULL;
+	const char *name;
+	json_t *entry;
+	int err = 0;
+
+	json_object_foreach(e->next, name, entry) {
+		free(target);
+		free(link);
+		target = xasprintf("../../store/%s", json_string_value(entry));
+		link = kmpkg_fsutil_join(dir, name);
+		if ((err = kmpkg_fsutil_symlink(target, link)) != 0)
+			break;
+	}
+	free(target);
+	free(link);
+	return err;
+}
+
 /* Builds generation to_gen (when new) under tmp and renames it into place,
  * then swaps `plugins` to it: the one visible step of the transaction. */
 static int activate_fs(struct engine *e)
 {
-	char *gd = NULL, *stage = NULL, *target = NULL, *link = NULL, *lt = NULL;
-	const char *name;
-	json_t *entry;
+	char *gd = NULL, *stage = NULL, *lt = NULL;
 	int err = 0;
 
 	gd = gen_dir(e, e->to_gen);
 	if (e->new_gen && !kmpkg_fsutil_is_dir(gd)) {
 		stage = xasprintf("%s/gen-%lld", e->staging, (long long)e->to_gen);
-		if ((err = kmpkg_fsutil_remove_staging(stage)) != 0 ||
-		    (err = kmpkg_fsutil_mkdir_staging(stage, 0755)) != 0)
+		/* Staged and synced in verify (stage_sync) for the same set, or
+		 * built now and synced on its own. */
+		if (!e->gen_staged &&
+		    ((err = kmpkg_fsutil_remove_staging(stage)) != 0 ||
+		     (err = kmpkg_fsutil_mkdir_staging(stage, 0755)) != 0 || (err = gen_links(e, stage)) != 0 ||
+		     (err = kmpkg_fsutil_fsync_dir(stage)) != 0))
 			goto cleanup;
-		json_object_foreach(e->next, name, entry) {
-			free(target);
-			free(link);
-			target = xasprintf("../../store/%s", json_string_value(entry));
-			link = kmpkg_fsutil_join(stage, name);
-			if ((err = kmpkg_fsutil_symlink(target, link)) != 0)
-				goto cleanup;
-		}
-		if ((err = kmpkg_fsutil_fsync_dir(stage)) != 0 || (err = kmpkg_fsutil_publish(stage, gd)) != 0)
+		if ((err = kmpkg_fsutil_publish(stage, gd)) != 0)
 			goto cleanup;
 		kmpkg_fault("activate:after-gendir");
 	}
@@ -1928,8 +1995,6 @@ static int activate_fs(struct engine *e)
 cleanup:
 	free(gd);
 	free(stage);
-	free(target);
-	free(link);
 	free(lt);
 	return err;
 }
@@ -2776,7 +2841,11 @@ int kmpkg_txn_install_targets(json_t **out, const struct kmpkg_txn_opts *o, cons
 	if (!err)
 		err = preflight_changes(&e);
 	for (i = 0; i < e.nch && !err; i++)
-		err = verify_store(&e, &e.ch[i]);
+		err = store_extract(&e, &e.ch[i]);
+	if (!err)
+		err = stage_sync(&e);
+	for (i = 0; i < e.nch && !err; i++)
+		err = store_publish(&e, &e.ch[i]);
 	json_object_set_new(e.rec, "changes", changes_json(&e));
 	if (err) {
 		err = abort_txn(&e, "verify", err);

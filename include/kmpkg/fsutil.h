@@ -70,6 +70,32 @@ int kmpkg_fsutil_discard(const char *path, const char *trash_dir);
  * after many files were written without fsync (an extracted package). */
 int kmpkg_fsutil_sync_tree(const char *path);
 
+/*
+ * A head start for kmpkg_fsutil_sync_tree. Files written for one syncfs
+ * (an extraction) are handed to a write-back queue instead of being closed:
+ * a thread of its own starts each file's write-back (sync_file_range with
+ * SYNC_FILE_RANGE_WRITE: submits the dirty pages, waits for nothing, flushes
+ * no cache) and closes it, so the device writes while the caller creates the
+ * next files and the syncfs finds little left to write. Durability still
+ * comes from the syncfs alone. Started inline instead, the same calls cost
+ * the caller more than they save (measured: 2.5 ms slower for 100 files).
+ */
+struct kmpkg_writeback;
+/* A queue, its thread started on the first file; NULL when out of memory
+ * (then kmpkg_fsutil_writeback_close closes at once). */
+struct kmpkg_writeback *kmpkg_fsutil_writeback_new(void);
+/* Hands fd (a file written for the coming syncfs; `path` names it in
+ * errors) over: its write-back is started and it is closed. Blocks while
+ * the queue is full (64 files), so the open descriptors stay bounded. A
+ * failure of an earlier file is returned here or by _finish. */
+int kmpkg_fsutil_writeback_close(struct kmpkg_writeback *wb, int fd, const char *path);
+/* Waits for every file handed over, stops the thread, frees wb; returns the
+ * first failure (close or write-back start) as a kmpkg error. */
+int kmpkg_fsutil_writeback_finish(struct kmpkg_writeback *wb);
+/* Starts one open file's write-back now (the cache copy, synced later with
+ * the extracted files). */
+void kmpkg_fsutil_writeback_start(int fd);
+
 /* Like kmpkg_fsutil_commit_temp, but the file's data and its rename are made
  * durable by the next kmpkg_fsutil_sync_tree of the same file system instead
  * of two fsyncs of their own. Only for kmpkg/cache, whose files are re-hashed

@@ -243,6 +243,40 @@ Test(engine, health_command_missing_or_not_executable)
 	free(q);
 }
 
+/* Two packages in one transaction: verify extracts both into the staging,
+ * makes them (and the new generation's links) durable with one syncfs and
+ * only then publishes them. The second refused after its extraction: the
+ * first is not left in the store either. Both good: one generation holding
+ * both. */
+Test(engine, multi_package_verify_publishes_all_or_nothing)
+{
+	char *a = fx_pkg(W, "alpha", "1.0.0", TOOL_OK, NULL), *b = fx_pkg(W, "beta", "1.0.0", TOOL_NOEXEC, NULL);
+	char *store = fx_path(R, "kmpkg/store"), *gens = fx_path(R, "kmpkg/generations"), *tmp = fx_path(R, "kmpkg/tmp");
+	char *link;
+
+	fx_ok(4, R, NULL, "install", a, b, NULL);
+	cr_assert_eq(fx_count(store), 0, "an entry of the refused transaction was published");
+	cr_assert_eq(fx_count(gens), 1, "only generation 0");
+	cr_assert_eq(fx_count(tmp), 0, "staging left behind");
+	free(b);
+	b = fx_pkg(W, "beta", "1.0.0", TOOL_OK, NULL);
+	fx_ok(0, R, NULL, "install", a, b, NULL);
+	cr_assert_eq(fx_count(store), 2);
+	link = fx_readlink(R, "plugins/alpha");
+	cr_assert_not_null(link);
+	free(link);
+	link = fx_readlink(R, "plugins/beta");
+	cr_assert_not_null(link);
+	free(link);
+	cr_assert_eq(fx_count(tmp), 0, "staging left behind");
+	fx_check_invariants(R);
+	free(a);
+	free(b);
+	free(store);
+	free(gens);
+	free(tmp);
+}
+
 Test(engine, corrupt_truncated_and_manifestless_archives)
 {
 	char *good = fx_pkg(W, "foo", "1.0.0", TOOL_OK, NULL), cmd[1024], *link;

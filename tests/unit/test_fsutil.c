@@ -123,3 +123,61 @@ Test(fsutil, errors_name_the_path_and_class)
 	cr_assert_eq(kmpkg_fsutil_sync_tree(dir), 0);
 	free(p);
 }
+
+static int open_fds(void)
+{
+	return entries("/proc/self/fd");
+}
+
+/* More files than the queue holds (64): the caller blocks and goes on; every
+ * file is written, closed, and readable after the syncfs. */
+Test(fsutil, writeback_queue_closes_every_file)
+{
+	struct kmpkg_writeback *wb = kmpkg_fsutil_writeback_new();
+	char name[32], *p, *data = NULL;
+	size_t len = 0;
+	int before = open_fds(), i, fd;
+
+	cr_assert_not_null(wb);
+	for (i = 0; i < 200; i++) {
+		snprintf(name, sizeof(name), "f%03d", i);
+		p = kmpkg_fsutil_join(dir, name);
+		fd = open(p, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+		cr_assert_geq(fd, 0);
+		cr_assert_eq(write(fd, name, strlen(name)), (ssize_t)strlen(name));
+		cr_assert_eq(kmpkg_fsutil_writeback_close(wb, fd, p), 0);
+		free(p);
+	}
+	cr_assert_eq(kmpkg_fsutil_writeback_finish(wb), 0);
+	cr_assert_eq(open_fds(), before, "descriptors left open");
+	cr_assert_eq(kmpkg_fsutil_sync_tree(dir), 0);
+	cr_assert_eq(entries(dir), 200);
+	p = kmpkg_fsutil_join(dir, "f137");
+	cr_assert_eq(kmpkg_fsutil_read_file(&data, &len, p, 100), 0);
+	cr_assert_eq(len, 4);
+	cr_assert_eq(memcmp(data, "f137", 4), 0);
+	free(data);
+	free(p);
+}
+
+/* A descriptor the queue cannot write back or close: the failure names the
+ * file, at the next hand-over or at the end. Without a queue, an ordinary
+ * close. */
+Test(fsutil, writeback_queue_reports_the_failed_file)
+{
+	struct kmpkg_writeback *wb = kmpkg_fsutil_writeback_new();
+	char *p = kmpkg_fsutil_join(dir, "g");
+	int fd, rc, rc2;
+
+	cr_assert_not_null(wb);
+	rc = kmpkg_fsutil_writeback_close(wb, 100000, "bad-descriptor");
+	rc2 = kmpkg_fsutil_writeback_finish(wb);
+	cr_assert_eq(rc ? rc : rc2, KMPKG_ERESOURCE);
+	cr_assert(!(rc && rc2), "one failure reported twice");
+	cr_assert(strstr(kmpkg_error_last()->message, "bad-descriptor"), "%s", kmpkg_error_last()->message);
+	fd = open(p, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+	cr_assert_geq(fd, 0);
+	cr_assert_eq(kmpkg_fsutil_writeback_close(NULL, fd, p), 0);
+	cr_assert_eq(fcntl(fd, F_GETFD), -1, "descriptor still open");
+	free(p);
+}
