@@ -780,7 +780,41 @@ cleanup:
 }
 
 /* Opens archive for reading; *fd stays open until after archive_read_free. */
-static int open_archive(struct archive **out, int *fdout, uint64_t *size, const char *archive)
+/* The archive as libarchive reads it when its digest is checked: every byte
+ * handed over is hashed, in order, once (no skip or seek callback, so
+ * nothing is passed over). */
+struct hashed_reader {
+	int fd;
+	int err; /* errno of a failed read */
+	EVP_MD_CTX *md;
+	char buf[65536];
+};
+
+static la_ssize_t hashed_read(struct archive *a, void *arg, const void **out)
+{
+	struct hashed_reader *h = arg;
+	ssize_t n;
+
+	(void)a;
+	do
+		n = read(h->fd, h->buf, sizeof(h->buf));
+	while (n < 0 && errno == EINTR);
+	if (n < 0) {
+		h->err = errno;
+		return -1;
+	}
+	if (n > 0 && EVP_DigestUpdate(h->md, h->buf, (size_t)n) != 1) {
+		h->err = ENOMEM;
+		return -1;
+	}
+	*out = h->buf;
+	return n;
+}
+
+/* Opens `archive` for libarchive; through h (its md initialised) when not
+ * NULL, else with libarchive's own fd reader. */
+static int open_archive(struct archive **out, int *fdout, uint64_t *size, const char *archive,
+			struct hashed_reader *h)
 {
 	struct archive *a = NULL;
 	struct stat st;
@@ -810,7 +844,10 @@ static int open_archive(struct archive **out, int *fdout, uint64_t *size, const 
 	archive_read_support_filter_all(a);
 	archive_read_support_format_tar(a);
 	archive_read_support_format_zip(a);
-	if (archive_read_open_fd(a, fd, 65536) != ARCHIVE_OK) {
+	if (h)
+		h->fd = fd;
+	if ((h ? archive_read_open2(a, h, NULL, hashed_read, NULL, NULL) : archive_read_open_fd(a, fd, 65536)) !=
+	    ARCHIVE_OK) {
 		rc = kmpkg_error_set(KMPKG_EVERIFY, "E_ARCHIVE_CORRUPT", NULL,
 				     "download the package again; if it persists, report it to its publisher",
 				     "%s: %s", archive,
@@ -829,9 +866,71 @@ cleanup:
 	return rc;
 }
 
+/* The SHA-256 of what remains of fd after libarchive's last read (a zip's
+ * central directory, padding, trailing bytes) added to h->md, then compared
+ * with `expect`. */
+static int finish_digest(struct hashed_reader *h, const char *archive, const char *expect)
+{
+	unsigned char md[EVP_MAX_MD_SIZE];
+	unsigned mdlen = 0;
+	char hex[2 * EVP_MAX_MD_SIZE + 1];
+	const void *p;
+	la_ssize_t n;
+
+	while ((n = hashed_read(NULL, h, &p)) > 0)
+		;
+	if (n < 0)
+		return kmpkg_error_errno(h->err, "read", archive);
+	if (EVP_DigestFinal_ex(h->md, md, &mdlen) != 1)
+		return kmpkg_error_errno(ENOMEM, "sha256", archive);
+	kmpkg_hex(hex, md, mdlen);
+	if (strcmp(hex, expect) != 0)
+		return kmpkg_error_set(KMPKG_EVERIFY, "E_DIGEST_MISMATCH", NULL, "retry; check the disk",
+				       "%s has sha256 %s, expected %s", archive, hex, expect);
+	return 0;
+}
+
+static int extract(struct kmpkg_filelist **out, const char *archive, const char *dest_dir,
+		   const struct kmpkg_extract_limits *limits, const char *expect_sha256);
+
+/* For a zip (local header magic "PK\3\4", or "PK\5\6" when empty): the
+ * whole file hashed and checked now, *h freed and set to NULL. */
+static int hash_first_if_zip(struct hashed_reader **h, const char *archive, const char *expect)
+{
+	unsigned char magic[4];
+	int fd, rc = 0;
+
+	fd = open(archive, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return 0; /* open_archive reports it */
+	if (pread(fd, magic, 4, 0) == 4 && magic[0] == 'P' && magic[1] == 'K' &&
+	    ((magic[2] == 3 && magic[3] == 4) || (magic[2] == 5 && magic[3] == 6))) {
+		(*h)->fd = fd;
+		rc = finish_digest(*h, archive, expect);
+		EVP_MD_CTX_free((*h)->md);
+		free(*h);
+		*h = NULL;
+	}
+	close(fd);
+	return rc;
+}
+
 int kmpkg_archive_extract(struct kmpkg_filelist **out, const char *archive, const char *dest_dir,
 			  const struct kmpkg_extract_limits *limits)
 {
+	return extract(out, archive, dest_dir, limits, NULL);
+}
+
+int kmpkg_archive_extract_sha256(struct kmpkg_filelist **out, const char *archive, const char *dest_dir,
+				 const struct kmpkg_extract_limits *limits, const char *expect_sha256)
+{
+	return extract(out, archive, dest_dir, limits, expect_sha256);
+}
+
+static int extract(struct kmpkg_filelist **out, const char *archive, const char *dest_dir,
+		   const struct kmpkg_extract_limits *limits, const char *expect_sha256)
+{
+	struct hashed_reader *h = NULL;
 	struct kmpkg_extract_limits deflim;
 	struct extract x;
 	struct archive_entry *e;
@@ -862,7 +961,18 @@ int kmpkg_archive_extract(struct kmpkg_filelist **out, const char *archive, cons
 		goto cleanup;
 	}
 	x.seen.list = list;
-	if ((rc = open_archive(&x.a, &afd, &x.archive_bytes, archive)) != 0)
+	if (expect_sha256) {
+		h = calloc(1, sizeof(*h));
+		if (!h || !(h->md = EVP_MD_CTX_new()) || EVP_DigestInit_ex(h->md, EVP_sha256(), NULL) != 1) {
+			rc = kmpkg_error_errno(ENOMEM, "extract", archive);
+			goto cleanup;
+		}
+		/* A zip is read with seeks (its central directory is at the
+		 * end): hashed whole first, then read as before. */
+		if ((rc = hash_first_if_zip(&h, archive, expect_sha256)) != 0)
+			goto cleanup;
+	}
+	if ((rc = open_archive(&x.a, &afd, &x.archive_bytes, archive, h)) != 0)
 		goto cleanup;
 	if (mkdir(dest_dir, 0755) != 0) {
 		rc = kmpkg_error_errno(errno, "mkdir", dest_dir);
@@ -897,6 +1007,8 @@ int kmpkg_archive_extract(struct kmpkg_filelist **out, const char *archive, cons
 			list->v[i].sha256[0] = '\0';
 	if ((rc = kmpkg_filelist_check_links(list)) != 0)
 		goto cleanup;
+	if (h && (rc = finish_digest(h, archive, expect_sha256)) != 0)
+		goto cleanup;
 	rc = kmpkg_fsutil_writeback_finish(x.wb);
 	x.wb = NULL;
 	if (rc)
@@ -923,6 +1035,9 @@ cleanup:
 		rmdir(dest_dir);
 	free(x.seen.slot);
 	kmpkg_filelist_free(list);
+	if (h)
+		EVP_MD_CTX_free(h->md);
+	free(h);
 	return rc;
 }
 
@@ -938,7 +1053,7 @@ int kmpkg_archive_read_manifest(char **out, size_t *len, const char *archive)
 
 	*out = NULL;
 	*len = 0;
-	if ((rc = open_archive(&a, &afd, &asize, archive)) != 0)
+	if ((rc = open_archive(&a, &afd, &asize, archive, NULL)) != 0)
 		goto cleanup;
 	for (;;) {
 		r = archive_read_next_header(a, &e);

@@ -206,6 +206,10 @@ LAZY(ar, la_ssize_t, archive_read_data, (struct archive *a, void *buf, size_t le
 LAZY(ar, int, archive_read_free, (struct archive *a), (a))
 LAZY(ar, struct archive *, archive_read_new, (void), ())
 LAZY(ar, int, archive_read_next_header, (struct archive *a, struct archive_entry **out), (a, out))
+LAZY(ar, int, archive_read_open2,
+     (struct archive *a, void *client_data, archive_open_callback *open_cb, archive_read_callback *read_cb,
+      archive_skip_callback *skip_cb, archive_close_callback *close_cb),
+     (a, client_data, open_cb, read_cb, skip_cb, close_cb))
 LAZY(ar, int, archive_read_open_fd, (struct archive *a, int fd, size_t block_size), (a, fd, block_size))
 LAZY(ar, int, archive_read_support_filter_all, (struct archive *a), (a))
 LAZY(ar, int, archive_read_support_format_tar, (struct archive *a), (a))

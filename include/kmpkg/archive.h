@@ -45,6 +45,15 @@ void kmpkg_extract_limits_default(struct kmpkg_extract_limits *l);
 int kmpkg_archive_extract(struct kmpkg_filelist **out, const char *archive, const char *dest_dir,
 			  const struct kmpkg_extract_limits *limits);
 
+/* kmpkg_archive_extract that also hashes every byte of `archive` as
+ * libarchive reads it (read in order, never skipped or sought; the rest of
+ * the file after the archive's end too) and refuses, before returning, an
+ * archive whose SHA-256 is not expect_sha256 (KMPKG_EVERIFY,
+ * E_DIGEST_MISMATCH; dest_dir removed). What was extracted is exactly what
+ * was hashed: no window between a check and the read. */
+int kmpkg_archive_extract_sha256(struct kmpkg_filelist **out, const char *archive, const char *dest_dir,
+				 const struct kmpkg_extract_limits *limits, const char *expect_sha256);
+
 /* Reads kmpkg.yaml from the root of the archive (at most 64 KiB) without
  * extracting anything. KMPKG_EVERIFY/E_MANIFEST_MISSING when absent. */
 int kmpkg_archive_read_manifest(char **out, size_t *len, const char *archive);

@@ -574,3 +574,67 @@ Test(archive, normalise_path)
 	cr_assert_eq(kmpkg_archive_check_symlink("a/b/c", "../../../x"), KMPKG_EVERIFY);
 	cr_assert_eq(kmpkg_archive_check_symlink("c", "./x/../y"), 0);
 }
+
+/* The file's SHA-256 (sha256sum), for kmpkg_archive_extract_sha256. */
+static void file_sha256(char out[65], const char *path)
+{
+	char cmd[400];
+	FILE *p;
+
+	snprintf(cmd, sizeof(cmd), "sha256sum '%s'", path);
+	p = popen(cmd, "r");
+	cr_assert_not_null(p);
+	cr_assert_eq(fscanf(p, "%64s", out), 1);
+	pclose(p);
+}
+
+/* Hashed as it is read: the right digest extracts (tar, also with bytes
+ * after the archive's end that libarchive never asks for; zip, read with
+ * seeks, hashed whole first); any other digest leaves nothing. */
+static void digest_checked(const char *fmt, const char *filter, bool trailing)
+{
+	struct ent v[] = {
+		{ "./kmpkg.yaml", F, 0644, "name: foo\nversion: 1.0.0\n", 0 },
+		{ "bin/tool", F, 0755, "#!/bin/sh\necho hi\n", 0 },
+	};
+	struct kmpkg_filelist *fl = NULL;
+	char sha[65], wrong[65];
+	char cmd[400];
+
+	build(pkg, fmt, filter, v, N(v));
+	if (trailing) {
+		snprintf(cmd, sizeof(cmd), "head -c 70000 /dev/urandom >> '%s'", pkg);
+		cr_assert_eq(system(cmd), 0);
+	}
+	file_sha256(sha, pkg);
+	memcpy(wrong, sha, sizeof(wrong));
+	wrong[0] = wrong[0] == '0' ? '1' : '0';
+	cr_assert_eq(kmpkg_archive_extract_sha256(&fl, pkg, dest, NULL, wrong), KMPKG_EVERIFY);
+	cr_assert_str_eq(kmpkg_error_last()->code, "E_DIGEST_MISMATCH");
+	cr_assert(strstr(kmpkg_error_last()->message, sha), "%s", kmpkg_error_last()->message);
+	cr_assert_null(fl);
+	assert_clean();
+	cr_assert_eq(kmpkg_archive_extract_sha256(&fl, pkg, dest, NULL, sha), 0, "%s", kmpkg_error_last()->message);
+	cr_assert_eq(fl->n, 3);
+	kmpkg_filelist_free(fl);
+}
+
+Test(archive, digest_checked_while_reading_tar_with_trailing_bytes)
+{
+	digest_checked("tar", NULL, true);
+}
+
+Test(archive, digest_checked_while_reading_tar_zstd)
+{
+	digest_checked("tar", "zstd", false);
+}
+
+Test(archive, digest_checked_while_reading_tar_gzip)
+{
+	digest_checked("tar", "gzip", false);
+}
+
+Test(archive, digest_checked_for_zip)
+{
+	digest_checked("zip", NULL, false);
+}
