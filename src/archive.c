@@ -890,9 +890,6 @@ static int finish_digest(struct hashed_reader *h, const char *archive, const cha
 	return 0;
 }
 
-static int extract(struct kmpkg_filelist **out, const char *archive, const char *dest_dir,
-		   const struct kmpkg_extract_limits *limits, const char *expect_sha256);
-
 /* For a zip (local header magic "PK\3\4", or "PK\5\6" when empty): the
  * whole file hashed and checked now, *h freed and set to NULL. */
 static int hash_first_if_zip(struct hashed_reader **h, const char *archive, const char *expect)
@@ -918,17 +915,11 @@ static int hash_first_if_zip(struct hashed_reader **h, const char *archive, cons
 int kmpkg_archive_extract(struct kmpkg_filelist **out, const char *archive, const char *dest_dir,
 			  const struct kmpkg_extract_limits *limits)
 {
-	return extract(out, archive, dest_dir, limits, NULL);
+	return kmpkg_archive_extract_sha256(out, archive, dest_dir, limits, NULL);
 }
 
 int kmpkg_archive_extract_sha256(struct kmpkg_filelist **out, const char *archive, const char *dest_dir,
 				 const struct kmpkg_extract_limits *limits, const char *expect_sha256)
-{
-	return extract(out, archive, dest_dir, limits, expect_sha256);
-}
-
-static int extract(struct kmpkg_filelist **out, const char *archive, const char *dest_dir,
-		   const struct kmpkg_extract_limits *limits, const char *expect_sha256)
 {
 	struct hashed_reader *h = NULL;
 	struct kmpkg_extract_limits deflim;

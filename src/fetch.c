@@ -215,12 +215,10 @@ static int hash_rest(int fd, EVP_MD_CTX *md, uint64_t *n)
 static void final_hex(EVP_MD_CTX *md, char out[65])
 {
 	unsigned char d[EVP_MAX_MD_SIZE];
-	unsigned int len = 0, i;
+	unsigned int len = 0;
 
 	EVP_DigestFinal_ex(md, d, &len);
-	for (i = 0; i < len && i < 32; i++)
-		snprintf(out + 2 * i, 3, "%02x", d[i]);
-	out[64] = '\0';
+	kmpkg_hex(out, d, len < 32 ? len : 32);
 }
 
 static int ensure_dir(const char *dir)

@@ -13,6 +13,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "kmpkg/buf.h"
 #include "kmpkg/error.h"
 #include "kmpkg/fault.h"
 #include "kmpkg/fsutil.h"
@@ -48,7 +49,6 @@ static char *dir_of(const char *path)
 static void random_hex(char *out, size_t nbytes)
 {
 	unsigned char r[16];
-	size_t i;
 
 	if (nbytes > sizeof(r))
 		nbytes = sizeof(r);
@@ -58,8 +58,7 @@ static void random_hex(char *out, size_t nbytes)
 		unsigned long v = (unsigned long)getpid() ^ (unsigned long)(uintptr_t)out;
 		memcpy(r, &v, sizeof(v) < nbytes ? sizeof(v) : nbytes);
 	}
-	for (i = 0; i < nbytes; i++)
-		sprintf(out + 2 * i, "%02x", r[i]);
+	kmpkg_hex(out, r, nbytes);
 }
 
 int kmpkg_fsutil_fsync_fd(int fd, const char *what)

@@ -507,8 +507,7 @@ int kmpkg_pack(struct kmpkg_pack_result *out, const char *dir, const char *outpu
 	if (rc != 0)
 		goto cleanup;
 	EVP_DigestFinal_ex(s.md, md, &mdlen);
-	for (i = 0; i < mdlen; i++)
-		snprintf(out->sha256 + 2 * i, 3, "%02x", md[i]);
+	kmpkg_hex(out->sha256, md, mdlen);
 	out->size = s.size;
 	out->file = file;
 	out->name = name;

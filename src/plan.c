@@ -270,11 +270,9 @@ static void sha256_hex(char out[65], const void *data, size_t len)
 {
 	unsigned char md[32];
 	unsigned int mdlen = 0;
-	size_t i;
 
 	EVP_Digest(data, len, md, &mdlen, EVP_sha256(), NULL);
-	for (i = 0; i < 32; i++)
-		sprintf(out + 2 * i, "%02x", md[i]);
+	kmpkg_hex(out, md, 32);
 }
 
 static bool is_url(const char *s)

@@ -42,18 +42,6 @@ static const char NEXT_UNKNOWN[] =
 
 /* ---- small helpers ------------------------------------------------------- */
 
-static void hexify(char *out, const unsigned char *b, size_t n)
-{
-	static const char d[] = "0123456789abcdef";
-	size_t i;
-
-	for (i = 0; i < n; i++) {
-		out[2 * i] = d[b[i] >> 4];
-		out[2 * i + 1] = d[b[i] & 15];
-	}
-	out[2 * n] = '\0';
-}
-
 static void minisign_id(char out[17], const unsigned char kid[8])
 {
 	unsigned char be[8];
@@ -61,7 +49,7 @@ static void minisign_id(char out[17], const unsigned char kid[8])
 
 	for (i = 0; i < 8; i++)
 		be[i] = kid[7 - i];
-	hexify(out, be, 8);
+	kmpkg_hex(out, be, 8);
 }
 
 static int b64val(int c)
@@ -280,7 +268,7 @@ static int pem_id(char out[17], EVP_PKEY *pk)
 		return kmpkg_error_set(KMPKG_EUSAGE, "E_KEY_INVALID", NULL, NULL, "cannot encode the public key");
 	SHA256(der, (size_t)n, md);
 	OPENSSL_free(der);
-	hexify(out, md, 8);
+	kmpkg_hex(out, md, 8);
 	return 0;
 }
 
@@ -623,7 +611,7 @@ static int hash_file(struct digests *out, const char *path)
 	}
 	EVP_DigestFinal_ex(b, out->blake, NULL);
 	EVP_DigestFinal_ex(s, md, NULL);
-	hexify(out->sha256, md, 32);
+	kmpkg_hex(out->sha256, md, 32);
 cleanup:
 	if (fd >= 0)
 		close(fd);

@@ -661,7 +661,7 @@ static json_t *holder_record(const struct engine *e)
 }
 
 /* The first commit of a record also numbers it (txn_seq) and makes it the
- * newest (meta last_txn); *order gets its number, also set in rec. */
+ * newest (meta last_txn); its number is set in rec and, unless NULL, *order. */
 static int number_record(struct kmpkg_state_txn *t, const char *id, json_t *rec, int64_t *order)
 {
 	json_t *last = json_string(id);
@@ -678,7 +678,8 @@ static int number_record(struct kmpkg_state_txn *t, const char *id, json_t *rec,
 	if (err)
 		return err;
 	json_object_set_new(rec, "order", json_integer(n + 1));
-	*order = n + 1;
+	if (order)
+		*order = n + 1;
 	return 0;
 }
 
@@ -706,7 +707,6 @@ static int commit_with(struct engine *e, json_t *event, extra_fn extra, void *ar
 {
 	struct kmpkg_state_txn *t = NULL;
 	json_t *holder = NULL;
-	int64_t order;
 	int err;
 
 	if ((err = commit_wait(e)) != 0)
@@ -714,8 +714,8 @@ static int commit_with(struct engine *e, json_t *event, extra_fn extra, void *ar
 	holder = holder_record(e);
 	if ((err = kmpkg_state_begin(&t, e->st, true)) != 0)
 		goto cleanup;
-	if ((err = commit_writes(t, e->id, event ? ++e->seq : 0, event, e->rec, holder, e->start_pending, &order)) !=
-	    0)
+	err = commit_writes(t, e->id, event ? ++e->seq : 0, event, e->rec, holder, e->start_pending, NULL);
+	if (err)
 		goto cleanup;
 	if (extra && (err = extra(e, t, arg)) != 0)
 		goto cleanup;
@@ -840,14 +840,18 @@ static void fault_at(const char *phase, const char *what)
 #endif
 }
 
-static int phase_begin(struct engine *e, const char *phase, extra_fn extra, void *arg)
+/* The journal event that starts `phase`, with the record moved to it. */
+static json_t *phase_start_event(struct engine *e, const char *phase)
 {
-	json_t *ev = json_pack("{s:s, s:s, s:o}", "phase", phase, "event", "start", "time", json_now());
-	int err;
-
 	json_object_set_new(e->rec, "phase", json_string(phase));
 	e->phase_t0 = mono_ms();
-	err = commit_with(e, ev, extra, arg);
+	return json_pack("{s:s, s:s, s:o}", "phase", phase, "event", "start", "time", json_now());
+}
+
+static int phase_begin(struct engine *e, const char *phase, extra_fn extra, void *arg)
+{
+	int err = commit_with(e, phase_start_event(e, phase), extra, arg);
+
 	if (!err)
 		fault_at(phase, "start");
 	if (!err && e->o->on_phase)
@@ -860,12 +864,8 @@ static int phase_begin(struct engine *e, const char *phase, extra_fn extra, void
  * the phase's first durable step. */
 static int phase_begin_async(struct engine *e, const char *phase)
 {
-	json_t *ev = json_pack("{s:s, s:s, s:o}", "phase", phase, "event", "start", "time", json_now());
-	int err;
+	int err = commit_async(e, phase_start_event(e, phase));
 
-	json_object_set_new(e->rec, "phase", json_string(phase));
-	e->phase_t0 = mono_ms();
-	err = commit_async(e, ev);
 	if (!err && e->o->on_phase)
 		e->o->on_phase(e->o->on_phase_ctx, phase, e->rec);
 	return err;
@@ -2783,7 +2783,7 @@ static int run_from_deps(struct engine *e, int64_t to_gen, bool new_gen)
 {
 	bool known_good_target = !new_gen && e->target_healthy;
 	json_t *results = NULL;
-	int err;
+	int err, started;
 
 	json_object_set_new(e->rec, "changes", changes_json(e));
 	if (known_good_target) {
@@ -2848,13 +2848,9 @@ static int run_from_deps(struct engine *e, int64_t to_gen, bool new_gen)
 	if ((err = phase_begin_async(e, "health-check")) != 0)
 		return after_activation_failed(e, err);
 	err = run_checks(e, &results);
-	{
-		int started = phase_started(e, "health-check");
-
-		if (started) {
-			json_decref(results);
-			return after_activation_failed(e, started);
-		}
+	if ((started = phase_started(e, "health-check")) != 0) {
+		json_decref(results);
+		return after_activation_failed(e, started);
 	}
 	kmpkg_fault("health-check:after-run");
 	if (err == 0) {
@@ -2934,7 +2930,7 @@ int kmpkg_txn_install_targets(json_t **out, const struct kmpkg_txn_opts *o, cons
 	struct engine e;
 	json_t *targets = NULL;
 	size_t i;
-	int err;
+	int err, started;
 
 	*out = NULL;
 	engine_init(&e, o, update ? "update" : "install");
@@ -2982,13 +2978,9 @@ int kmpkg_txn_install_targets(json_t **out, const struct kmpkg_txn_opts *o, cons
 		goto cleanup;
 	for (i = 0; i < e.nch && !err; i++)
 		err = download_one(&e, &e.ch[i]);
-	{
-		int started = phase_started(&e, "download");
-
-		if (started) {
-			err = started;
-			goto cleanup;
-		}
+	if ((started = phase_started(&e, "download")) != 0) {
+		err = started;
+		goto cleanup;
 	}
 	if (err) {
 		err = abort_txn(&e, "download", err);
@@ -3007,13 +2999,9 @@ int kmpkg_txn_install_targets(json_t **out, const struct kmpkg_txn_opts *o, cons
 		err = store_extract(&e, &e.ch[i]);
 	if (!err)
 		err = stage_sync(&e);
-	{
-		int started = phase_started(&e, "verify");
-
-		if (started) {
-			err = started;
-			goto cleanup;
-		}
+	if ((started = phase_started(&e, "verify")) != 0) {
+		err = started;
+		goto cleanup;
 	}
 	for (i = 0; i < e.nch && !err; i++)
 		err = store_publish(&e, &e.ch[i]);

@@ -50,7 +50,8 @@ int kmpkg_archive_extract(struct kmpkg_filelist **out, const char *archive, cons
  * the file after the archive's end too) and refuses, before returning, an
  * archive whose SHA-256 is not expect_sha256 (KMPKG_EVERIFY,
  * E_DIGEST_MISMATCH; dest_dir removed). What was extracted is exactly what
- * was hashed: no window between a check and the read. */
+ * was hashed: no window between a check and the read. expect_sha256 NULL:
+ * kmpkg_archive_extract. */
 int kmpkg_archive_extract_sha256(struct kmpkg_filelist **out, const char *archive, const char *dest_dir,
 				 const struct kmpkg_extract_limits *limits, const char *expect_sha256);
 

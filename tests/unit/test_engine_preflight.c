@@ -251,10 +251,29 @@ Test(engine_preflight, capability_from_the_same_transaction_or_installed)
 	free(needs2);
 }
 
+/* NAME's installed record: VERSION and, in order, the granted permissions
+ * (NULL-terminated). */
+static const char *const secrets[] = { "secrets", NULL };
+static const char *const both[] = { "secrets", "process_exec", NULL };
+
+static void expect_installed(const char *name, const char *version, const char *const *grants)
+{
+	json_t *rec = fx_get(R, KMPKG_DB_INSTALLED, name), *g;
+	size_t i;
+
+	cr_assert_not_null(rec, "%s is not installed", name);
+	cr_assert_str_eq(jstr(rec, "version"), version);
+	g = json_object_get(rec, "granted_permissions");
+	for (i = 0; grants[i]; i++)
+		cr_assert_str_eq(json_string_value(json_array_get(g, i)), grants[i]);
+	cr_assert_eq(json_array_size(g), i, "%s holds %zu grants, expected %zu", name, json_array_size(g), i);
+	json_decref(rec);
+}
+
 Test(engine_preflight, permission_needs_a_grant_and_updates_inherit_it)
 {
 	char *p1, *p11, *p12;
-	json_t *err, *rec, *txn, *g;
+	json_t *err, *txn, *g;
 	struct kres r;
 
 	host_profile();
@@ -272,12 +291,8 @@ Test(engine_preflight, permission_needs_a_grant_and_updates_inherit_it)
 	json_decref(err);
 
 	json_decref(RUN(0, "install", "--correlation-id", "perm-granted", "--allow-permission", "secrets", p1));
-	rec = fx_get(R, KMPKG_DB_INSTALLED, "vault");
-	cr_assert_not_null(rec);
-	g = json_object_get(rec, "granted_permissions");
-	cr_assert_eq(json_array_size(g), 1, "only what the host does not allow is a grant");
-	cr_assert_str_eq(json_string_value(json_array_get(g, 0)), "secrets");
-	json_decref(rec);
+	/* Only what the host does not allow is a grant. */
+	expect_installed("vault", "1.0.0", secrets);
 	txn = fx_get(R, KMPKG_DB_TXNS, "perm-granted");
 	cr_assert_str_eq(json_string_value(json_array_get(json_object_get(txn, "allowed_permissions"), 0)),
 			 "secrets");
@@ -303,18 +318,10 @@ Test(engine_preflight, permission_needs_a_grant_and_updates_inherit_it)
 		  jstr(err, "next_step"));
 	cr_assert_null(strstr(jstr(err, "next_step"), "allow-permission secrets"), "%s", jstr(err, "next_step"));
 	json_decref(err);
-	rec = fx_get(R, KMPKG_DB_INSTALLED, "vault");
-	cr_assert_str_eq(jstr(rec, "version"), "1.1.0");
-	json_decref(rec);
+	expect_installed("vault", "1.1.0", secrets);
 
 	json_decref(RUN(0, "update", "--allow-permission", "process_exec", p12));
-	rec = fx_get(R, KMPKG_DB_INSTALLED, "vault");
-	cr_assert_str_eq(jstr(rec, "version"), "1.2.0");
-	g = json_object_get(rec, "granted_permissions");
-	cr_assert_eq(json_array_size(g), 2);
-	cr_assert_str_eq(json_string_value(json_array_get(g, 0)), "secrets");
-	cr_assert_str_eq(json_string_value(json_array_get(g, 1)), "process_exec");
-	json_decref(rec);
+	expect_installed("vault", "1.2.0", both);
 	fx_check_invariants(R);
 	free(p1);
 	free(p11);
@@ -324,19 +331,13 @@ Test(engine_preflight, permission_needs_a_grant_and_updates_inherit_it)
 Test(engine_preflight, grant_of_a_rolled_back_update_is_not_kept)
 {
 	char *p1, *p2;
-	json_t *rec, *g;
 
 	host_profile();
 	p1 = fx_pkg(W, "vault", "1.0.0", TOOL_OK, "permissions: [secrets]\n");
 	p2 = fx_pkg(W, "vault", "2.0.0", TOOL_FAIL, "permissions: [secrets, process_exec]\n");
 	json_decref(RUN(0, "install", "--allow-permission", "secrets", p1));
 	json_decref(RUN(6, "update", "--allow-permission", "process_exec", p2));
-	rec = fx_get(R, KMPKG_DB_INSTALLED, "vault");
-	cr_assert_str_eq(jstr(rec, "version"), "1.0.0");
-	g = json_object_get(rec, "granted_permissions");
-	cr_assert_eq(json_array_size(g), 1);
-	cr_assert_str_eq(json_string_value(json_array_get(g, 0)), "secrets");
-	json_decref(rec);
+	expect_installed("vault", "1.0.0", secrets);
 	fx_check_invariants(R);
 	free(p1);
 	free(p2);
@@ -348,7 +349,6 @@ Test(engine_preflight, grant_of_a_rolled_back_update_is_not_kept)
 Test(engine_preflight, rollback_restores_the_grants_of_a_removed_plugin)
 {
 	char *p1, *p11;
-	json_t *rec, *g;
 
 	host_profile();
 	p1 = fx_pkg(W, "vault", "1.0.0", TOOL_OK, "permissions: [secrets]\n");
@@ -359,15 +359,10 @@ Test(engine_preflight, rollback_restores_the_grants_of_a_removed_plugin)
 
 	/* Back to the generation with vault in it. */
 	json_decref(RUN(0, "rollback"));
-	rec = fx_get(R, KMPKG_DB_INSTALLED, "vault");
-	cr_assert_not_null(rec);
-	cr_assert_str_eq(jstr(rec, "version"), "1.0.0");
-	g = json_object_get(rec, "granted_permissions");
-	cr_assert_eq(json_array_size(g), 1);
-	cr_assert_str_eq(json_string_value(json_array_get(g, 0)), "secrets");
-	json_decref(rec);
+	expect_installed("vault", "1.0.0", secrets);
 	/* So an update needs no flag again. */
 	json_decref(RUN(0, "update", p11));
+	expect_installed("vault", "1.1.0", secrets);
 	fx_check_invariants(R);
 	free(p1);
 	free(p11);

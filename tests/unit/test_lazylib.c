@@ -27,6 +27,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "kmpkg/buf.h"
+
 static int loaded(const char *soname)
 {
 	void *h = dlopen(soname, RTLD_NOW | RTLD_NOLOAD);
@@ -84,14 +86,6 @@ Test(lazylib, libgit2_forwards)
 	cr_assert_geq(git_libgit2_shutdown(), 0);
 }
 
-static void hex(char *out, const unsigned char *md, size_t n)
-{
-	size_t i;
-
-	for (i = 0; i < n; i++)
-		sprintf(out + 2 * i, "%02x", md[i]);
-}
-
 /* The libcrypto shims, including the ones header macros expand to
  * (BIO_get_mem_data -> BIO_ctrl, OPENSSL_free -> CRYPTO_free). */
 Test(lazylib, libcrypto_forwards)
@@ -108,10 +102,10 @@ Test(lazylib, libcrypto_forwards)
 
 	cr_assert_eq(EVP_Digest("abc", 3, md, &len, EVP_sha256(), NULL), 1);
 	cr_assert_eq(len, 32);
-	hex(text, md, len);
+	kmpkg_hex(text, md, len);
 	cr_assert_str_eq(text, abc);
 	cr_assert_eq(SHA256((const unsigned char *)"abc", 3, md), md);
-	hex(text, md, 32);
+	kmpkg_hex(text, md, 32);
 	cr_assert_str_eq(text, abc);
 	ctx = EVP_MD_CTX_new();
 	cr_assert_not_null(ctx);
@@ -120,10 +114,10 @@ Test(lazylib, libcrypto_forwards)
 	cr_assert_eq(EVP_DigestUpdate(ctx, "c", 1), 1);
 	cr_assert_eq(EVP_DigestFinal_ex(ctx, md, &len), 1);
 	EVP_MD_CTX_free(ctx);
-	hex(text, md, len);
+	kmpkg_hex(text, md, len);
 	cr_assert_str_eq(text, abc);
 	cr_assert_not_null(HMAC(EVP_sha1(), "key", 3, (const unsigned char *)fox, strlen(fox), md, &len));
-	hex(text, md, len);
+	kmpkg_hex(text, md, len);
 	cr_assert_str_eq(text, "de7c9b85b8b78aa6bc8a7a36f70a90701c9db4d9");
 	cr_assert_eq(EVP_EncodeBlock(b64, (const unsigned char *)"kmpkg", 5), 8);
 	cr_assert_str_eq((char *)b64, "a21wa2c=");
@@ -236,53 +230,58 @@ static struct run kmpkg(const char *const *env, const char *const *args)
  * loaded by ..." for every library opened. */
 static const char *const ld_debug[] = { "LD_DEBUG=files", NULL };
 
+static const char *const all_lazy[] = { "libgit2", "libarchive", "libcrypto", NULL };
+
+/* kmpkg ARGS under LD_DEBUG=files exits 0, the loader logs `want` and opens
+ * none of `absent`. */
+static void expect_libraries(const char *const *args, const char *want, const char *const *absent)
+{
+	struct run r = kmpkg(ld_debug, args);
+	size_t i;
+
+	cr_assert_eq(r.status, 0, "%s", r.err);
+	cr_assert_not_null(strstr(r.err, want), "%s not loaded", want);
+	for (i = 0; absent[i]; i++)
+		cr_assert_null(strstr(r.err, absent[i]), "%s loaded", absent[i]);
+	free(r.err);
+}
+
+static void remove_tree(const char *dir)
+{
+	char cmd[128];
+
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+	cr_assert_eq(system(cmd), 0);
+}
+
 Test(lazylib, version_loads_no_lazy_library)
 {
 	const char *args[] = { "--version", NULL };
-	struct run r = kmpkg(ld_debug, args);
 
-	cr_assert_eq(r.status, 0);
-	cr_assert_not_null(strstr(r.err, "file=libjansson.so.4"), "LD_DEBUG=files logged nothing");
-	cr_assert_null(strstr(r.err, "libgit2"));
-	cr_assert_null(strstr(r.err, "libarchive"));
-	cr_assert_null(strstr(r.err, "libcrypto"));
-	free(r.err);
+	expect_libraries(args, "file=libjansson.so.4", all_lazy);
 }
 
 Test(lazylib, list_loads_no_lazy_library)
 {
-	char root[] = "/tmp/kmpkg-lazy-root-XXXXXX", cmd[64];
+	char root[] = "/tmp/kmpkg-lazy-root-XXXXXX";
 	const char *args[] = { "--root", root, "list", NULL };
-	struct run r;
 
 	cr_assert_not_null(mkdtemp(root));
-	r = kmpkg(ld_debug, args);
-	cr_assert_eq(r.status, 0, "%s", r.err);
-	cr_assert_not_null(strstr(r.err, "file=libjansson.so.4"));
-	cr_assert_null(strstr(r.err, "libgit2"));
-	cr_assert_null(strstr(r.err, "libarchive"));
-	cr_assert_null(strstr(r.err, "libcrypto"));
-	free(r.err);
-	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", root);
-	cr_assert_eq(system(cmd), 0);
+	expect_libraries(args, "file=libjansson.so.4", all_lazy);
+	remove_tree(root);
 }
 
 Test(lazylib, pack_loads_libarchive_only)
 {
 	char dir[] = "/tmp/kmpkg-lazy-pack-XXXXXX", out[64];
 	const char *args[] = { "pack", "fixtures/plugins/hello-1.0.0", "-o", out, NULL };
-	struct run r;
+	const char *const absent[] = { "libgit2", NULL };
 
 	cr_assert_not_null(mkdtemp(dir));
 	snprintf(out, sizeof(out), "%s/hello.kmpkg", dir);
-	r = kmpkg(ld_debug, args);
-	cr_assert_eq(r.status, 0, "%s", r.err);
-	cr_assert_not_null(strstr(r.err, "file=libarchive.so.13 [0];  dynamically loaded"));
-	cr_assert_null(strstr(r.err, "libgit2"));
+	expect_libraries(args, "file=libarchive.so.13 [0];  dynamically loaded", absent);
 	cr_assert_eq(access(out, F_OK), 0);
-	free(r.err);
-	unlink(out);
-	rmdir(dir);
+	remove_tree(dir);
 }
 
 Test(lazylib, changed_since_loads_libgit2)
@@ -334,24 +333,18 @@ Test(lazylib, missing_library_is_a_clean_fatal_error)
 
 Test(lazylib, key_add_loads_libcrypto_only)
 {
-	char root[] = "/tmp/kmpkg-lazy-root-XXXXXX", cmd[64];
+	char root[] = "/tmp/kmpkg-lazy-root-XXXXXX";
 	const char *args[] = { "--root", root, "key", "add", "fixtures/fuzz/minisign/key.pub", NULL };
-	struct run r;
+	const char *const absent[] = { "libgit2", "libarchive", NULL };
 
 	cr_assert_not_null(mkdtemp(root));
-	r = kmpkg(ld_debug, args);
-	cr_assert_eq(r.status, 0, "%s", r.err);
-	cr_assert_not_null(strstr(r.err, "file=libcrypto.so.3 [0];  dynamically loaded"), "%s", r.err);
-	cr_assert_null(strstr(r.err, "libgit2"));
-	cr_assert_null(strstr(r.err, "libarchive"));
-	free(r.err);
-	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", root);
-	cr_assert_eq(system(cmd), 0);
+	expect_libraries(args, "file=libcrypto.so.3 [0];  dynamically loaded", absent);
+	remove_tree(root);
 }
 
 Test(lazylib, missing_libcrypto_is_a_clean_fatal_error)
 {
-	char dir[] = "/tmp/kmpkg-lazy-ssl-XXXXXX", lib[64], root[64], env[96], cmd[96];
+	char dir[] = "/tmp/kmpkg-lazy-ssl-XXXXXX", lib[64], root[64], env[96];
 	const char *args[] = { "--root", root, "key", "add", "fixtures/fuzz/minisign/key.pub", NULL };
 	const char *envv[] = { env, "ASAN_OPTIONS=detect_leaks=0", NULL };
 	struct run r;
@@ -381,6 +374,5 @@ Test(lazylib, missing_libcrypto_is_a_clean_fatal_error)
 	unlink(lib);
 	/* The key is checked before anything is written. */
 	cr_assert_eq(rmdir(root), 0, "kmpkg key add left files in %s", root);
-	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
-	cr_assert_eq(system(cmd), 0);
+	remove_tree(dir);
 }
