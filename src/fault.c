@@ -46,4 +46,16 @@ bool kmpkg_fault_fsync_eio(void)
 		return false;
 	return ++calls == strtol(n, NULL, 10);
 }
+
+/* Commits are made one at a time (LMDB's writer lock), on the main thread
+ * or the engine's committer thread: the count is atomic all the same. */
+bool kmpkg_fault_commit_eio(void)
+{
+	static long calls;
+	const char *n = getenv("KMPKG_FAULT_COMMIT_EIO");
+
+	if (!n || !*n)
+		return false;
+	return __atomic_add_fetch(&calls, 1, __ATOMIC_RELAXED) == strtol(n, NULL, 10);
+}
 #endif

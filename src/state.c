@@ -10,6 +10,7 @@
 
 #include "kmpkg/buf.h"
 #include "kmpkg/error.h"
+#include "kmpkg/fault.h"
 #include "kmpkg/fsutil.h"
 #include "kmpkg/state.h"
 #include "kmpkg/uuid.h"
@@ -290,7 +291,14 @@ int kmpkg_state_begin(struct kmpkg_state_txn **out, struct kmpkg_state *s, bool 
 
 int kmpkg_state_commit(struct kmpkg_state_txn *t)
 {
-	int rc = mdb_txn_commit(t->txn);
+	int rc;
+
+	if (kmpkg_fault_commit_eio()) {
+		mdb_txn_abort(t->txn);
+		free(t);
+		return mdb_err(EIO, "commit");
+	}
+	rc = mdb_txn_commit(t->txn);
 
 	free(t);
 	return rc ? mdb_err(rc, "commit") : 0;

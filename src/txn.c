@@ -29,7 +29,10 @@
  *   cleanup  --(quarantine written, failed generation deleted)--> done/rolled-back
  *
  * Phases of "running" (field "phase"; each start and end is its own durable
- * LMDB commit with a journal event, done by phase_begin / phase_end):
+ * LMDB commit with a journal event, done by phase_begin / phase_end, or
+ * queued on the committer thread by phase_begin_async / phase_end_async for
+ * the starts of download, verify and health-check and the end of download,
+ * durable before the phase's first durable step: see commit_async):
  *
  *   1 download            download_one: a target's fetch callback first (install
  *                         by name: the HTTP download, src/fetch.c), then stream
@@ -217,7 +220,8 @@ struct engine {
 	bool target_healthy;  /* rollback to a generation that passed its checks */
 	bool start_pending;   /* txn_start deferred: the first commit records it */
 	bool gen_staged;      /* tmp/<id>/gen-<to_gen> built and synced in verify */
-	struct async_commit *pending; /* a phase start still committing (commit_wait) */
+	struct committer *committer; /* commits queued on a thread (commit_async) */
+	const char *ended_async; /* the phase whose end is queued (phase_end_async) */
 	uint64_t phase_t0;
 	char *staging;        /* kmpkg/tmp/<id> */
 	json_t *findings;     /* preflight findings, journaled with the verify end event */
@@ -702,7 +706,7 @@ static int commit_writes(struct kmpkg_state_txn *t, const char *id, uint32_t seq
 
 /* One durable commit: an optional journal event (taken over), the
  * transaction record, the lock holder record and whatever `extra` writes.
- * A phase start still committing on its thread is waited for first. */
+ * The commits still queued on the committer are waited for first. */
 static int commit_with(struct engine *e, json_t *event, extra_fn extra, void *arg)
 {
 	struct kmpkg_state_txn *t = NULL;
@@ -731,99 +735,195 @@ cleanup:
 }
 
 /*
- * A phase start committed on a thread of its own. The start of a phase must
- * be durable before the phase's first durable step, not before its work in
- * the staging: download, verify and health-check start their commit this
- * way and go on copying into the cache, extracting, or running the health
- * command; commit_wait joins it before the next commit and before verify
- * publishes anything (two device flushes, ~0.6 ms each here, overlapped).
- * The thread works on copies of the record, event and holder, so the main
- * thread may go on changing e->rec.
+ * Commits on a thread: the committer. The start of a phase must be durable
+ * before the phase's first durable step, not before its work in the
+ * staging; and the end of a phase before the next phase's first durable
+ * step. So download's start, its end and verify's start, and
+ * health-check's start are queued here (commit_async) while the main thread
+ * goes on copying into the cache, extracting, or running the health
+ * command; commit_wait waits until the queue is empty, and is called before
+ * every commit made on the main thread, before each of those phases' first
+ * durable step (phase_started) and in engine_release. Queued commits run in
+ * order, one LMDB write transaction each, on one thread started at the
+ * first; each works on copies of the record, event and holder, so the main
+ * thread may go on changing e->rec. After a failed commit the ones queued
+ * behind it are dropped (each depends on the one before); commit_wait
+ * returns the failure with its error.
  */
-struct async_commit {
-	pthread_t thread;
-	struct kmpkg_state *st;
-	char id[KMPKG_ID_MAX + 1];
+struct commit_job {
+	struct commit_job *next;
 	uint32_t seq;
 	json_t *event, *rec, *holder;
 	bool number;
-	int64_t order;
-	int err;
-	struct kmpkg_error saved; /* the thread's error, for the main thread */
 };
 
-static void *async_commit_main(void *arg)
+struct committer {
+	pthread_t thread;
+	pthread_mutex_t mu;
+	pthread_cond_t work, idle;
+	struct kmpkg_state *st;
+	char id[KMPKG_ID_MAX + 1];
+	struct commit_job *head, **tail;
+	bool busy, quit;
+	/* results, read and reset by commit_wait */
+	int err;
+	struct kmpkg_error saved; /* the error of the failed commit */
+	bool numbered;            /* the numbering commit succeeded, as order */
+	bool number_lost;         /* it failed or was dropped */
+	int64_t order;
+};
+
+static void job_free(struct commit_job *j)
 {
-	struct async_commit *a = arg;
+	json_decref(j->event);
+	json_decref(j->rec);
+	json_decref(j->holder);
+	free(j);
+}
+
+static int job_commit(struct committer *c, struct commit_job *j, int64_t *order)
+{
 	struct kmpkg_state_txn *t = NULL;
 	int err;
 
-	if ((err = kmpkg_state_begin(&t, a->st, true)) == 0 &&
-	    (err = commit_writes(t, a->id, a->seq, a->event, a->rec, a->holder, a->number, &a->order)) == 0) {
+	if ((err = kmpkg_state_begin(&t, c->st, true)) == 0 &&
+	    (err = commit_writes(t, c->id, j->seq, j->event, j->rec, j->holder, j->number, order)) == 0) {
 		err = kmpkg_state_commit(t);
 		t = NULL;
 	}
 	kmpkg_state_abort(t);
-	if (err)
-		err_save(&a->saved);
-	a->err = err;
+	return err;
+}
+
+static void *committer_main(void *arg)
+{
+	struct committer *c = arg;
+	struct commit_job *j;
+	struct kmpkg_error saved;
+	int64_t order = 0;
+	bool failed, number;
+	int err;
+
+	pthread_mutex_lock(&c->mu);
+	for (;;) {
+		while (!c->head && !c->quit)
+			pthread_cond_wait(&c->work, &c->mu);
+		if (!(j = c->head))
+			break;
+		if (!(c->head = j->next))
+			c->tail = &c->head;
+		failed = c->err != 0;
+		c->busy = true;
+		pthread_mutex_unlock(&c->mu);
+		/* A record copied before the numbering commit was done. */
+		if (!j->number && order > 0)
+			json_object_set_new(j->rec, "order", json_integer(order));
+		err = failed ? 0 : job_commit(c, j, &order);
+		if (err)
+			err_save(&saved);
+		number = j->number;
+		job_free(j);
+		pthread_mutex_lock(&c->mu);
+		if (err) {
+			c->err = err;
+			c->saved = saved;
+		}
+		if (number) {
+			c->numbered = !failed && !err;
+			c->number_lost = failed || err;
+			c->order = order;
+		}
+		c->busy = false;
+		if (!c->head)
+			pthread_cond_broadcast(&c->idle);
+	}
+	pthread_mutex_unlock(&c->mu);
 	return NULL;
 }
 
-/* commit_with(e, event, NULL, NULL) on a thread; commit_with itself when no
- * thread can be started. */
+static void committer_stop(struct committer *c)
+{
+	pthread_mutex_lock(&c->mu);
+	c->quit = true;
+	pthread_cond_signal(&c->work);
+	pthread_mutex_unlock(&c->mu);
+	pthread_join(c->thread, NULL);
+	pthread_cond_destroy(&c->work);
+	pthread_cond_destroy(&c->idle);
+	pthread_mutex_destroy(&c->mu);
+	free(c);
+}
+
+static struct committer *committer_start(struct engine *e)
+{
+	struct committer *c = calloc(1, sizeof(*c));
+
+	if (!c)
+		return NULL;
+	c->st = e->st;
+	snprintf(c->id, sizeof(c->id), "%s", e->id);
+	c->tail = &c->head;
+	pthread_mutex_init(&c->mu, NULL);
+	pthread_cond_init(&c->work, NULL);
+	pthread_cond_init(&c->idle, NULL);
+	if (pthread_create(&c->thread, NULL, committer_main, c) != 0) {
+		pthread_cond_destroy(&c->work);
+		pthread_cond_destroy(&c->idle);
+		pthread_mutex_destroy(&c->mu);
+		free(c);
+		return NULL;
+	}
+	return c;
+}
+
+/* commit_with(e, event, NULL, NULL) queued on the committer; commit_with
+ * itself when no committer can be started. */
 static int commit_async(struct engine *e, json_t *event)
 {
-	struct async_commit *a;
-	int err;
+	struct commit_job *j;
 
-	if ((err = commit_wait(e)) != 0) {
-		json_decref(event);
-		return err;
-	}
-	a = calloc(1, sizeof(*a));
-	if (!a)
+	if (!e->committer && !(e->committer = committer_start(e)))
 		return commit_with(e, event, NULL, NULL);
-	a->st = e->st;
-	snprintf(a->id, sizeof(a->id), "%s", e->id);
-	a->seq = ++e->seq;
-	a->event = event;
-	a->rec = json_deep_copy(e->rec);
-	a->holder = holder_record(e);
-	a->number = e->start_pending;
-	if (pthread_create(&a->thread, NULL, async_commit_main, a) != 0) {
-		e->seq--;
-		json_decref(a->rec);
-		json_decref(a->holder);
-		free(a);
+	j = calloc(1, sizeof(*j));
+	if (!j)
 		return commit_with(e, event, NULL, NULL);
-	}
-	e->pending = a;
+	j->seq = ++e->seq;
+	j->event = event;
+	j->rec = json_deep_copy(e->rec);
+	j->holder = holder_record(e);
+	j->number = e->start_pending;
+	/* numbered by this commit (commit_wait puts it back if it failed) */
+	e->start_pending = false;
+	pthread_mutex_lock(&e->committer->mu);
+	*e->committer->tail = j;
+	e->committer->tail = &j->next;
+	pthread_cond_signal(&e->committer->work);
+	pthread_mutex_unlock(&e->committer->mu);
 	return 0;
 }
 
-/* Joins the phase start still committing, if any; its failure is returned
+/* Waits until every queued commit is done; the first failure is returned
  * (with its error) as commit_with's would have been. */
 static int commit_wait(struct engine *e)
 {
-	struct async_commit *a = e->pending;
+	struct committer *c = e->committer;
 	int err;
 
-	if (!a)
+	if (!c)
 		return 0;
-	e->pending = NULL;
-	pthread_join(a->thread, NULL);
-	err = a->err;
+	pthread_mutex_lock(&c->mu);
+	while (c->head || c->busy)
+		pthread_cond_wait(&c->idle, &c->mu);
+	err = c->err;
+	c->err = 0;
 	if (err)
-		err_restore(&a->saved);
-	else if (a->number) {
-		json_object_set_new(e->rec, "order", json_integer(a->order));
-		e->start_pending = false;
-	}
-	json_decref(a->event);
-	json_decref(a->rec);
-	json_decref(a->holder);
-	free(a);
+		err_restore(&c->saved);
+	if (c->numbered)
+		json_object_set_new(e->rec, "order", json_integer(c->order));
+	if (c->number_lost)
+		e->start_pending = true;
+	c->numbered = c->number_lost = false;
+	pthread_mutex_unlock(&c->mu);
 	return err;
 }
 
@@ -882,18 +982,19 @@ static int phase_started(struct engine *e, const char *phase)
 			kmpkg_fsutil_remove_staging(e->staging);
 		return err;
 	}
+	if (e->ended_async)
+		fault_at(e->ended_async, "end");
+	e->ended_async = NULL;
 	fault_at(phase, "start");
 	return 0;
 }
 
-/* Records the end of a phase; `failure` is 0 or the error class whose
- * details are in the side channel. output is taken over. */
-static int phase_end(struct engine *e, const char *phase, int failure, json_t *output, extra_fn extra,
-		     void *arg)
+/* The journal event that ends `phase`; `failure` is 0 or the error class
+ * whose details are in the side channel. output is taken over. */
+static json_t *phase_end_event(struct engine *e, const char *phase, int failure, json_t *output)
 {
 	const struct kmpkg_error *le = kmpkg_error_last();
 	json_t *ev;
-	int err;
 
 	ev = json_pack("{s:s, s:s, s:o, s:I, s:s}", "phase", phase, "event", "end", "time", json_now(),
 		       "duration_ms", (json_int_t)(mono_ms() - e->phase_t0), "outcome",
@@ -909,9 +1010,29 @@ static int phase_end(struct engine *e, const char *phase, int failure, json_t *o
 		json_object_set_new(ev, "findings", e->findings);
 		e->findings = NULL;
 	}
-	err = commit_with(e, ev, extra, arg);
+	return ev;
+}
+
+/* Records the end of a phase (phase_end_event), with what `extra` writes. */
+static int phase_end(struct engine *e, const char *phase, int failure, json_t *output, extra_fn extra,
+		     void *arg)
+{
+	int err = commit_with(e, phase_end_event(e, phase, failure, output), extra, arg);
+
 	if (!err)
 		fault_at(phase, "end");
+	return err;
+}
+
+/* The successful end of `phase` queued on the committer (commit_async),
+ * followed by the next phase's phase_begin_async: the next phase's work in
+ * the staging overlaps both, and its phase_started makes both durable. */
+static int phase_end_async(struct engine *e, const char *phase)
+{
+	int err = commit_async(e, phase_end_event(e, phase, 0, NULL));
+
+	if (!err)
+		e->ended_async = phase;
 	return err;
 }
 
@@ -1101,6 +1222,8 @@ static void engine_release(struct engine *e)
 	size_t i;
 
 	commit_wait(e);
+	if (e->committer)
+		committer_stop(e->committer);
 	for (i = 0; i < e->nch; i++)
 		change_release(&e->ch[i]);
 	free(e->ch);
@@ -2986,9 +3109,8 @@ int kmpkg_txn_install_targets(json_t **out, const struct kmpkg_txn_opts *o, cons
 		err = abort_txn(&e, "download", err);
 		goto cleanup;
 	}
-	if ((err = phase_end(&e, "download", 0, NULL, NULL, NULL)) != 0)
+	if ((err = phase_end_async(&e, "download")) != 0)
 		goto cleanup;
-
 	if ((err = phase_begin_async(&e, "verify")) != 0)
 		goto cleanup;
 	for (i = 0; i < e.nch && !err; i++)

@@ -581,6 +581,51 @@ Test(engine, fsync_eio_fails_the_step_and_changes_nothing)
 	free(q);
 }
 
+/* Each of an install's commits failing in turn (EIO from LMDB), including
+ * those queued on the committer thread (the starts of download, verify and
+ * health-check, the end of download): exit 10 naming the state database,
+ * the root consistent, and the same install re-run succeeds. */
+Test(engine, each_failed_commit_of_an_install_is_recovered)
+{
+	char *p = fx_pkg(W, "foo", "1.0.0", TOOL_OK, NULL);
+	int n, failed = 0, passed = 0;
+
+	for (n = 1; n <= 12; n++) {
+		char num[16], *root = fx_path(W, "r");
+		struct kres r;
+		bool fail;
+
+		fx_rmrf(root);
+		fx_ok(0, root, NULL, "gc", NULL);
+		snprintf(num, sizeof(num), "%d", n);
+		setenv("KMPKG_FAULT_COMMIT_EIO", num, 1);
+		r = fx_run(root, NULL, "install", p, NULL);
+		unsetenv("KMPKG_FAULT_COMMIT_EIO");
+		cr_assert(r.status == 0 || r.status == 10, "commit EIO #%d: status %d: %s", n, r.status, r.err);
+		fail = r.status == 10;
+		failed += fail;
+		passed += !fail;
+		if (fail)
+			cr_assert(strstr(r.err, "E_IO") && strstr(r.err, "state database"), "#%d: %s", n, r.err);
+		fx_free(&r);
+		fx_ok(0, root, NULL, "list", NULL);
+		fx_check_invariants(root);
+		if (fail) {
+			fx_ok(0, root, NULL, "install", p, NULL);
+			fx_check_invariants(root);
+		}
+		/* a generation number used by a rolled-back attempt is not reused */
+		cr_assert_gt(fx_meta(root, "active"), 0, "#%d: no generation active after the re-run", n);
+		cr_assert_eq(fx_meta(root, "active"), fx_meta(root, "known_good"), "#%d", n);
+		fx_rmrf(root);
+		free(root);
+	}
+	/* ten commits in an install: the first ten fail, the rest pass */
+	cr_assert_eq(failed, 10);
+	cr_assert_eq(passed, 2);
+	free(p);
+}
+
 /* A real full disk (a 1 MiB tmpfs in a user+mount namespace) and then a
  * read-only root: exit 10, the previous generation active, no staging. */
 Test(engine, disk_full_and_read_only_root)
