@@ -21,7 +21,6 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <openssl/evp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -32,6 +31,7 @@
 #include "kmpkg/buf.h"
 #include "kmpkg/error.h"
 #include "kmpkg/fsutil.h"
+#include "kmpkg/sha256.h"
 
 #define RATIO_GRACE (1024 * 1024) /* the ratio cap applies above 1 MiB unpacked */
 #define MAX_LINK_HOPS 40
@@ -519,8 +519,7 @@ struct extract {
 	 * opened by open_parent, reused while entries stay in it. */
 	struct kmpkg_buf dir;
 	int dirfd;
-	/* One digest context and copy buffer for every file. */
-	EVP_MD_CTX *md;
+	/* The copy buffer for every file. */
 	char *buf;
 	/* Written files are closed through it: their write-back starts while
 	 * the next ones are written (the caller's syncfs makes them durable). */
@@ -581,16 +580,15 @@ static int over_limit(struct extract *x, uint64_t more)
 
 static int write_file(struct extract *x, struct kmpkg_file *f, int parent, unsigned perm)
 {
-	EVP_MD_CTX *md = x->md;
-	unsigned char digest[EVP_MAX_MD_SIZE];
-	unsigned dlen = 0;
+	struct kmpkg_sha256 md;
 	char *buf = x->buf;
 	int fd = -1, rc = 0;
 
-	if (!md || !buf || !EVP_DigestInit_ex(md, EVP_sha256(), NULL)) {
+	if (!buf) {
 		rc = kmpkg_error_errno(ENOMEM, "extract", f->path);
 		goto cleanup;
 	}
+	kmpkg_sha256_init(&md);
 	/* umask is 0 during extraction (kmpkg_archive_extract): perm is exact. */
 	fd = openat(parent, leaf(f->path), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, perm);
 	if (fd < 0) {
@@ -611,7 +609,7 @@ static int write_file(struct extract *x, struct kmpkg_file *f, int parent, unsig
 			goto cleanup;
 		x->total += (uint64_t)n;
 		f->size += (uint64_t)n;
-		EVP_DigestUpdate(md, buf, (size_t)n);
+		kmpkg_sha256_update(&md, buf, (size_t)n);
 		while (off < (size_t)n) {
 			ssize_t w = write(fd, buf + off, (size_t)n - off);
 
@@ -628,8 +626,7 @@ static int write_file(struct extract *x, struct kmpkg_file *f, int parent, unsig
 	fd = -1;
 	if (rc)
 		goto cleanup;
-	EVP_DigestFinal_ex(md, digest, &dlen);
-	kmpkg_hex(f->sha256, digest, dlen);
+	kmpkg_sha256_hex(&md, f->sha256);
 cleanup:
 	if (fd >= 0)
 		close(fd);
@@ -786,7 +783,7 @@ cleanup:
 struct hashed_reader {
 	int fd;
 	int err; /* errno of a failed read */
-	EVP_MD_CTX *md;
+	struct kmpkg_sha256 md;
 	char buf[65536];
 };
 
@@ -803,10 +800,7 @@ static la_ssize_t hashed_read(struct archive *a, void *arg, const void **out)
 		h->err = errno;
 		return -1;
 	}
-	if (n > 0 && EVP_DigestUpdate(h->md, h->buf, (size_t)n) != 1) {
-		h->err = ENOMEM;
-		return -1;
-	}
+	kmpkg_sha256_update(&h->md, h->buf, (size_t)n);
 	*out = h->buf;
 	return n;
 }
@@ -871,9 +865,7 @@ cleanup:
  * with `expect`. */
 static int finish_digest(struct hashed_reader *h, const char *archive, const char *expect)
 {
-	unsigned char md[EVP_MAX_MD_SIZE];
-	unsigned mdlen = 0;
-	char hex[2 * EVP_MAX_MD_SIZE + 1];
+	char hex[65];
 	const void *p;
 	la_ssize_t n;
 
@@ -881,9 +873,7 @@ static int finish_digest(struct hashed_reader *h, const char *archive, const cha
 		;
 	if (n < 0)
 		return kmpkg_error_errno(h->err, "read", archive);
-	if (EVP_DigestFinal_ex(h->md, md, &mdlen) != 1)
-		return kmpkg_error_errno(ENOMEM, "sha256", archive);
-	kmpkg_hex(hex, md, mdlen);
+	kmpkg_sha256_hex(&h->md, hex);
 	if (strcmp(hex, expect) != 0)
 		return kmpkg_error_set(KMPKG_EVERIFY, "E_DIGEST_MISMATCH", NULL, "retry; check the disk",
 				       "%s has sha256 %s, expected %s", archive, hex, expect);
@@ -904,7 +894,6 @@ static int hash_first_if_zip(struct hashed_reader **h, const char *archive, cons
 	    ((magic[2] == 3 && magic[3] == 4) || (magic[2] == 5 && magic[3] == 6))) {
 		(*h)->fd = fd;
 		rc = finish_digest(*h, archive, expect);
-		EVP_MD_CTX_free((*h)->md);
 		free(*h);
 		*h = NULL;
 	}
@@ -938,7 +927,6 @@ int kmpkg_archive_extract_sha256(struct kmpkg_filelist **out, const char *archiv
 	memset(&x, 0, sizeof(x));
 	x.rootfd = -1;
 	x.dirfd = -1;
-	x.md = EVP_MD_CTX_new();
 	x.buf = malloc(65536);
 	x.wb = kmpkg_fsutil_writeback_new();
 	if (!limits) {
@@ -953,11 +941,11 @@ int kmpkg_archive_extract_sha256(struct kmpkg_filelist **out, const char *archiv
 	}
 	x.seen.list = list;
 	if (expect_sha256) {
-		h = calloc(1, sizeof(*h));
-		if (!h || !(h->md = EVP_MD_CTX_new()) || EVP_DigestInit_ex(h->md, EVP_sha256(), NULL) != 1) {
+		if (!(h = calloc(1, sizeof(*h)))) {
 			rc = kmpkg_error_errno(ENOMEM, "extract", archive);
 			goto cleanup;
 		}
+		kmpkg_sha256_init(&h->md);
 		/* A zip is read with seeks (its central directory is at the
 		 * end): hashed whole first, then read as before. */
 		if ((rc = hash_first_if_zip(&h, archive, expect_sha256)) != 0)
@@ -1015,7 +1003,6 @@ cleanup:
 	if (x.dirfd >= 0)
 		close(x.dirfd);
 	kmpkg_buf_release(&x.dir);
-	EVP_MD_CTX_free(x.md);
 	free(x.buf);
 	umask(old_umask);
 	if (rc && x.rootfd >= 0)
@@ -1026,8 +1013,6 @@ cleanup:
 		rmdir(dest_dir);
 	free(x.seen.slot);
 	kmpkg_filelist_free(list);
-	if (h)
-		EVP_MD_CTX_free(h->md);
 	free(h);
 	return rc;
 }

@@ -33,13 +33,13 @@
 #include <unistd.h>
 
 #include <curl/curl.h>
-#include <openssl/evp.h>
 
 #include "cli.h" /* KMPKG_VERSION, for the User-Agent */
 #include "kmpkg/buf.h"
 #include "kmpkg/error.h"
 #include "kmpkg/fetch.h"
 #include "kmpkg/fsutil.h"
+#include "kmpkg/sha256.h"
 
 #define BACKOFF_CAP_MS 30000u
 #define MAX_REDIRECTS 5L
@@ -58,7 +58,7 @@ struct fetch {
 	char *final_path;     /* <cache>/<sha> */
 	char *part_path;      /* <cache>/<sha>.part */
 	int fd;               /* the .part, open for the whole call */
-	EVP_MD_CTX *md;       /* SHA-256 of the .part's first `off` bytes */
+	struct kmpkg_sha256 md; /* SHA-256 of the .part's first `off` bytes */
 	uint64_t off;         /* bytes in the .part */
 	uint64_t resume_from; /* offset this attempt asked for */
 	CURL *h;              /* this attempt's handle */
@@ -192,7 +192,7 @@ static int write_all(int fd, const char *p, size_t n)
 }
 
 /* Feeds fd from its current offset to EOF into md; *n gets the byte count. */
-static int hash_rest(int fd, EVP_MD_CTX *md, uint64_t *n)
+static int hash_rest(int fd, struct kmpkg_sha256 *md, uint64_t *n)
 {
 	char buf[16384];
 	ssize_t r;
@@ -207,18 +207,9 @@ static int hash_rest(int fd, EVP_MD_CTX *md, uint64_t *n)
 		}
 		if (r == 0)
 			return 0;
-		EVP_DigestUpdate(md, buf, (size_t)r);
+		kmpkg_sha256_update(md, buf, (size_t)r);
 		*n += (uint64_t)r;
 	}
-}
-
-static void final_hex(EVP_MD_CTX *md, char out[65])
-{
-	unsigned char d[EVP_MAX_MD_SIZE];
-	unsigned int len = 0;
-
-	EVP_DigestFinal_ex(md, d, &len);
-	kmpkg_hex(out, d, len < 32 ? len : 32);
 }
 
 static int ensure_dir(const char *dir)
@@ -230,7 +221,7 @@ static int ensure_dir(const char *dir)
  * deleted (a cache holds only verified files). */
 static int check_cached(struct fetch *f, int *hit)
 {
-	EVP_MD_CTX *md = NULL;
+	struct kmpkg_sha256 md;
 	struct stat st;
 	char hex[65];
 	uint64_t n = 0;
@@ -253,17 +244,13 @@ static int check_cached(struct fetch *f, int *hit)
 	}
 	if (!S_ISREG(st.st_mode) || (uint64_t)st.st_size != f->o->expect_size)
 		goto stale;
-	md = EVP_MD_CTX_new();
-	if (!md || !EVP_DigestInit_ex(md, EVP_sha256(), NULL)) {
-		ret = kmpkg_error_errno(ENOMEM, "allocate", NULL);
-		goto cleanup;
-	}
-	err = hash_rest(fd, md, &n);
+	kmpkg_sha256_init(&md);
+	err = hash_rest(fd, &md, &n);
 	if (err) {
 		ret = kmpkg_error_errno(err, "read", f->final_path);
 		goto cleanup;
 	}
-	final_hex(md, hex);
+	kmpkg_sha256_hex(&md, hex);
 	if (n == f->o->expect_size && strcmp(hex, f->sha) == 0) {
 		*hit = 1;
 		goto cleanup;
@@ -274,7 +261,6 @@ stale:
 cleanup:
 	if (fd >= 0)
 		close(fd);
-	EVP_MD_CTX_free(md);
 	return ret;
 }
 
@@ -285,8 +271,7 @@ static int part_reset(struct fetch *f)
 		return kmpkg_error_errno(errno, "truncate", f->part_path);
 	if (lseek(f->fd, 0, SEEK_SET) != 0)
 		return kmpkg_error_errno(errno, "seek", f->part_path);
-	if (!EVP_DigestInit_ex(f->md, EVP_sha256(), NULL))
-		return kmpkg_error_errno(ENOMEM, "initialise sha256 for", f->part_path);
+	kmpkg_sha256_init(&f->md);
 	f->off = 0;
 	return 0;
 }
@@ -298,7 +283,7 @@ static int publish_if_valid(struct fetch *f, int *ok, char hex[65])
 	int rc;
 
 	*ok = 0;
-	final_hex(f->md, hex);
+	kmpkg_sha256_hex(&f->md, hex);
 	if (strcmp(hex, f->sha) != 0)
 		return 0;
 	/* The durable-write helper: fsync, close, rename, fsync of the cache. */
@@ -326,9 +311,8 @@ static int part_prepare(struct fetch *f, int *done)
 	*done = 0;
 	if (lseek(f->fd, 0, SEEK_SET) != 0)
 		return kmpkg_error_errno(errno, "seek", f->part_path);
-	if (!EVP_DigestInit_ex(f->md, EVP_sha256(), NULL))
-		return kmpkg_error_errno(ENOMEM, "initialise sha256 for", f->part_path);
-	err = hash_rest(f->fd, f->md, &n);
+	kmpkg_sha256_init(&f->md);
+	err = hash_rest(f->fd, &f->md, &n);
 	if (err)
 		return kmpkg_error_errno(err, "read", f->part_path);
 	f->off = n;
@@ -402,7 +386,7 @@ static size_t write_cb(char *ptr, size_t size, size_t nmemb, void *ud)
 					f->io_errno = errno;
 					return 0;
 				}
-				EVP_DigestInit_ex(f->md, EVP_sha256(), NULL);
+				kmpkg_sha256_init(&f->md);
 				f->off = 0;
 				f->resume_from = 0;
 			}
@@ -418,7 +402,7 @@ static size_t write_cb(char *ptr, size_t size, size_t nmemb, void *ud)
 		f->io_errno = err;
 		return 0;
 	}
-	EVP_DigestUpdate(f->md, ptr, len);
+	kmpkg_sha256_update(&f->md, ptr, len);
 	f->off += len;
 	progress(f);
 	return len;
@@ -757,11 +741,6 @@ int kmpkg_fetch(char **out, const struct kmpkg_fetch_opts *o)
 		goto cleanup;
 	}
 
-	f.md = EVP_MD_CTX_new();
-	if (!f.md) {
-		ret = kmpkg_error_errno(ENOMEM, "allocate", NULL);
-		goto cleanup;
-	}
 	f.fd = open(f.part_path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0644);
 	if (f.fd < 0) {
 		ret = kmpkg_error_errno(errno, "open", f.part_path);
@@ -820,7 +799,6 @@ cleanup:
 	}
 	free(f.final_path);
 	free(f.part_path);
-	EVP_MD_CTX_free(f.md);
 	return ret;
 }
 

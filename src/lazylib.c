@@ -286,6 +286,9 @@ LAZY(crypto, EVP_PKEY *, PEM_read_bio_PUBKEY, (BIO *out, EVP_PKEY **x, pem_passw
      (out, x, cb, u))
 LAZY(crypto, int, PEM_write_bio_PUBKEY, (BIO *out, const EVP_PKEY *x), (out, x))
 LAZY(crypto, unsigned char *, SHA256, (const unsigned char *d, size_t n, unsigned char *md), (d, n, md))
+LAZY(crypto, int, SHA256_Final, (unsigned char *md, SHA256_CTX *c), (md, c))
+LAZY(crypto, int, SHA256_Init, (SHA256_CTX *c), (c))
+LAZY(crypto, int, SHA256_Update, (SHA256_CTX *c, const void *data, size_t len), (c, data, len))
 LAZY(crypto, int, i2d_PUBKEY, (const EVP_PKEY *a, unsigned char **out), (a, out))
 
 /* libgit2 */
@@ -408,9 +411,9 @@ static void open_crypto(void)
 		void **slot;
 		const char *name;
 	} first[] = {
-		{ &slot_EVP_MD_CTX_new, "EVP_MD_CTX_new" },   { &slot_EVP_MD_CTX_free, "EVP_MD_CTX_free" },
-		{ &slot_EVP_sha256, "EVP_sha256" },           { &slot_EVP_DigestInit_ex, "EVP_DigestInit_ex" },
-		{ &slot_EVP_DigestUpdate, "EVP_DigestUpdate" }, { &slot_EVP_DigestFinal_ex, "EVP_DigestFinal_ex" },
+		{ &slot_SHA256_Init, "SHA256_Init" },
+		{ &slot_SHA256_Update, "SHA256_Update" },
+		{ &slot_SHA256_Final, "SHA256_Final" },
 	};
 	size_t i;
 

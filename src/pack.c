@@ -11,7 +11,6 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <openssl/evp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -24,6 +23,7 @@
 #include "kmpkg/fsutil.h"
 #include "kmpkg/manifest.h"
 #include "kmpkg/pack.h"
+#include "kmpkg/sha256.h"
 
 #define NEXT_TREE "remove or replace it in the plugin directory, then pack again"
 
@@ -262,7 +262,7 @@ cleanup:
 
 struct sink {
 	int fd;
-	EVP_MD_CTX *md;
+	struct kmpkg_sha256 md;
 	uint64_t size;
 	int err;
 };
@@ -287,7 +287,7 @@ static la_ssize_t sink_write(struct archive *a, void *data, const void *buf, siz
 		}
 		off += (size_t)n;
 	}
-	EVP_DigestUpdate(s->md, buf, len);
+	kmpkg_sha256_update(&s->md, buf, len);
 	s->size += len;
 	return (la_ssize_t)len;
 }
@@ -409,13 +409,11 @@ static char *dir_of(const char *file)
 int kmpkg_pack(struct kmpkg_pack_result *out, const char *dir, const char *output)
 {
 	struct walk w;
-	struct sink s = { -1, NULL, 0, 0 };
+	struct sink s = { .fd = -1 };
 	struct archive *a = NULL;
 	struct kmpkg_filelist *list = NULL;
 	struct stat st;
 	char *name = NULL, *version = NULL, *file = NULL, *tmp = NULL, *outdir = NULL;
-	unsigned char md[EVP_MAX_MD_SIZE];
-	unsigned mdlen = 0;
 	time_t mtime;
 	size_t i;
 	int rootfd = -1, rc = 0;
@@ -469,8 +467,8 @@ int kmpkg_pack(struct kmpkg_pack_result *out, const char *dir, const char *outpu
 	 * durable-write helper (fsync, rename, fsync of the directory). */
 	if ((rc = kmpkg_fsutil_open_temp(&s.fd, &tmp, outdir)) != 0)
 		goto cleanup;
-	s.md = EVP_MD_CTX_new();
-	if (!s.md || !a || !EVP_DigestInit_ex(s.md, EVP_sha256(), NULL)) {
+	kmpkg_sha256_init(&s.md);
+	if (!a) {
 		rc = kmpkg_error_errno(ENOMEM, "pack", dir);
 		goto cleanup;
 	}
@@ -506,8 +504,7 @@ int kmpkg_pack(struct kmpkg_pack_result *out, const char *dir, const char *outpu
 	tmp = NULL;
 	if (rc != 0)
 		goto cleanup;
-	EVP_DigestFinal_ex(s.md, md, &mdlen);
-	kmpkg_hex(out->sha256, md, mdlen);
+	kmpkg_sha256_hex(&s.md, out->sha256);
 	out->size = s.size;
 	out->file = file;
 	out->name = name;
@@ -520,7 +517,6 @@ cleanup:
 		close(s.fd);
 	if (tmp)
 		unlink(tmp);
-	EVP_MD_CTX_free(s.md);
 	if (rootfd >= 0)
 		close(rootfd);
 	kmpkg_filelist_free(list);

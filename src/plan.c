@@ -1,6 +1,5 @@
 /* Installing by name: resolution from the index cache, fetch, one transaction (src/plan.h). */
 #include <errno.h>
-#include <openssl/evp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,6 +14,7 @@
 #include "kmpkg/preflight.h"
 #include "kmpkg/resolve.h"
 #include "kmpkg/semver.h"
+#include "kmpkg/sha256.h"
 #include "kmpkg/source.h"
 #include "kmpkg/state.h"
 #include "plan.h"
@@ -266,15 +266,6 @@ static void draw_fetch(void *ctx, uint64_t now, uint64_t total)
 	b->drawn = true;
 }
 
-static void sha256_hex(char out[65], const void *data, size_t len)
-{
-	unsigned char md[32];
-	unsigned int mdlen = 0;
-
-	EVP_Digest(data, len, md, &mdlen, EVP_sha256(), NULL);
-	kmpkg_hex(out, md, 32);
-}
-
 static bool is_url(const char *s)
 {
 	return strncmp(s, "https://", 8) == 0 || strncmp(s, "http://", 7) == 0 || strncmp(s, "file://", 7) == 0;
@@ -383,7 +374,7 @@ static int from_repo(char **out, struct kmpkg_source *src, const json_t *sum, co
 				      (unsigned long long)size);
 		goto cleanup;
 	}
-	sha256_hex(got, blob.ptr, blob.len);
+	kmpkg_sha256_buf_hex(blob.ptr, blob.len, got);
 	if (strcmp(got, sha) != 0) {
 		err = kmpkg_error_set(KMPKG_EVERIFY, "E_FETCH_DIGEST", "/artifact/sha256",
 				      "the index and the repository disagree; run 'kmpkg source update'",

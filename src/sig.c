@@ -29,6 +29,7 @@
 #include "kmpkg/buf.h"
 #include "kmpkg/error.h"
 #include "kmpkg/fsutil.h"
+#include "kmpkg/sha256.h"
 #include "kmpkg/sig.h"
 #include "sig_parse.h"
 
@@ -578,16 +579,16 @@ struct digests {
 
 static int hash_file(struct digests *out, const char *path)
 {
-	EVP_MD_CTX *b = EVP_MD_CTX_new(), *s = EVP_MD_CTX_new();
-	unsigned char md[32];
+	EVP_MD_CTX *b = EVP_MD_CTX_new();
+	struct kmpkg_sha256 s;
 	char *buf = malloc(65536);
 	int fd = -1, rc = 0;
 
-	if (!b || !s || !buf || !EVP_DigestInit_ex(b, EVP_blake2b512(), NULL) ||
-	    !EVP_DigestInit_ex(s, EVP_sha256(), NULL)) {
+	if (!b || !buf || !EVP_DigestInit_ex(b, EVP_blake2b512(), NULL)) {
 		rc = kmpkg_error_errno(ENOMEM, "hash", path);
 		goto cleanup;
 	}
+	kmpkg_sha256_init(&s);
 	fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0) {
 		rc = errno == ENOENT ? kmpkg_error_set(KMPKG_ENOTFOUND, "E_NOT_FOUND", NULL, "check the path",
@@ -607,16 +608,14 @@ static int hash_file(struct digests *out, const char *path)
 		if (n == 0)
 			break;
 		EVP_DigestUpdate(b, buf, (size_t)n);
-		EVP_DigestUpdate(s, buf, (size_t)n);
+		kmpkg_sha256_update(&s, buf, (size_t)n);
 	}
 	EVP_DigestFinal_ex(b, out->blake, NULL);
-	EVP_DigestFinal_ex(s, md, NULL);
-	kmpkg_hex(out->sha256, md, 32);
+	kmpkg_sha256_hex(&s, out->sha256);
 cleanup:
 	if (fd >= 0)
 		close(fd);
 	EVP_MD_CTX_free(b);
-	EVP_MD_CTX_free(s);
 	free(buf);
 	return rc;
 }

@@ -135,7 +135,6 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <openssl/evp.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdint.h>
@@ -156,6 +155,7 @@
 #include "kmpkg/manifest.h"
 #include "kmpkg/preflight.h"
 #include "kmpkg/semver.h"
+#include "kmpkg/sha256.h"
 #include "kmpkg/sig.h"
 #include "kmpkg/state.h"
 #include "kmpkg/txn.h"
@@ -1345,52 +1345,38 @@ static int open_package(int *out, const char *path)
 /* Hashes fd to its end; when wfd >= 0 also copies the bytes there. */
 static int hash_copy(char out[65], int fd, int wfd, const char *what, const char *wpath)
 {
-	unsigned char buf[65536], md[32];
-	EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+	unsigned char buf[65536];
+	struct kmpkg_sha256 h;
 	uint64_t total = 0;
-	unsigned mdlen = 0;
-	int err = 0;
 
-	if (!ctx || EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) != 1) {
-		err = kmpkg_error_set(KMPKG_EGENERIC, "E_CRYPTO", NULL, NULL, "cannot initialise sha256");
-		goto cleanup;
-	}
+	kmpkg_sha256_init(&h);
 	for (;;) {
 		ssize_t n = read(fd, buf, sizeof(buf)), off = 0;
 
 		if (n < 0 && errno == EINTR)
 			continue;
-		if (n < 0) {
-			err = kmpkg_error_errno(errno, "read", what);
-			goto cleanup;
-		}
+		if (n < 0)
+			return kmpkg_error_errno(errno, "read", what);
 		if (n == 0)
 			break;
 		total += (uint64_t)n;
-		if (total > ARCHIVE_MAX_BYTES) {
-			err = kmpkg_error_set(KMPKG_EVERIFY, "E_ARCHIVE_TOO_LARGE", NULL, NULL,
-					      "%s is larger than %llu bytes", what,
-					      (unsigned long long)ARCHIVE_MAX_BYTES);
-			goto cleanup;
-		}
-		EVP_DigestUpdate(ctx, buf, (size_t)n);
+		if (total > ARCHIVE_MAX_BYTES)
+			return kmpkg_error_set(KMPKG_EVERIFY, "E_ARCHIVE_TOO_LARGE", NULL, NULL,
+					       "%s is larger than %llu bytes", what,
+					       (unsigned long long)ARCHIVE_MAX_BYTES);
+		kmpkg_sha256_update(&h, buf, (size_t)n);
 		while (wfd >= 0 && off < n) {
 			ssize_t w = write(wfd, buf + off, (size_t)(n - off));
 
 			if (w < 0 && errno == EINTR)
 				continue;
-			if (w < 0) {
-				err = kmpkg_error_errno(errno, "write", wpath);
-				goto cleanup;
-			}
+			if (w < 0)
+				return kmpkg_error_errno(errno, "write", wpath);
 			off += w;
 		}
 	}
-	EVP_DigestFinal_ex(ctx, md, &mdlen);
-	kmpkg_hex(out, md, 32);
-cleanup:
-	EVP_MD_CTX_free(ctx);
-	return err;
+	kmpkg_sha256_hex(&h, out);
+	return 0;
 }
 
 /* Streams the package into kmpkg/cache/<sha256> (temp + rename; synced with

@@ -2,7 +2,6 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <openssl/evp.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -14,6 +13,7 @@
 #include "kmpkg/buf.h"
 #include "kmpkg/error.h"
 #include "kmpkg/fsutil.h"
+#include "kmpkg/sha256.h"
 #include "kmpkg/verify.h"
 
 #define CHUNK 65536
@@ -49,17 +49,14 @@ static const char *js(const json_t *o, const char *k)
  * like is not an error of ours but a finding ("unreadable"). */
 static int hash_fd(char out[65], int fd, const char *path)
 {
-	EVP_MD_CTX *md = EVP_MD_CTX_new();
-	unsigned char digest[EVP_MAX_MD_SIZE];
-	unsigned dlen = 0;
+	struct kmpkg_sha256 md;
 	char *buf = malloc(CHUNK);
 	int rc = 0;
 
 	out[0] = '\0';
-	if (!md || !buf || !EVP_DigestInit_ex(md, EVP_sha256(), NULL)) {
-		rc = kmpkg_error_errno(ENOMEM, "hash", path);
-		goto cleanup;
-	}
+	if (!buf)
+		return kmpkg_error_errno(ENOMEM, "hash", path);
+	kmpkg_sha256_init(&md);
 	for (;;) {
 		ssize_t n = read(fd, buf, CHUNK);
 
@@ -71,12 +68,10 @@ static int hash_fd(char out[65], int fd, const char *path)
 			rc = 1;
 			goto cleanup;
 		}
-		EVP_DigestUpdate(md, buf, (size_t)n);
+		kmpkg_sha256_update(&md, buf, (size_t)n);
 	}
-	EVP_DigestFinal_ex(md, digest, &dlen);
-	kmpkg_hex(out, digest, dlen);
+	kmpkg_sha256_hex(&md, out);
 cleanup:
-	EVP_MD_CTX_free(md);
 	free(buf);
 	return rc;
 }

@@ -1,4 +1,5 @@
-/* error, buf and diag: the side channel, the buffer, the renderers. */
+/* error, buf, diag and sha256: the side channel, the buffer, the renderers,
+ * the digest every package, cache entry and file is named or checked by. */
 #include <criterion/criterion.h>
 #include <errno.h>
 #include <jansson.h>
@@ -9,6 +10,7 @@
 #include "kmpkg/buf.h"
 #include "kmpkg/diag.h"
 #include "kmpkg/error.h"
+#include "kmpkg/sha256.h"
 
 Test(error, set_returns_class_and_records_fields)
 {
@@ -99,4 +101,49 @@ Test(diag, json_has_every_field)
 	cr_assert(json_is_null(json_object_get(json_array_get(j, 0), "actual")));
 	json_decref(j);
 	kmpkg_diags_release(&d);
+}
+
+/* FIPS 180-2 vectors, and a stream fed in uneven pieces gives the one-shot
+ * digest (the download, extraction and cache checks feed 64 KiB reads). */
+Test(sha256, known_vectors)
+{
+	char hex[65];
+
+	kmpkg_sha256_buf_hex("", 0, hex);
+	cr_assert_str_eq(hex, "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
+	kmpkg_sha256_buf_hex("abc", 3, hex);
+	cr_assert_str_eq(hex, "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+	kmpkg_sha256_buf_hex("abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq", 56, hex);
+	cr_assert_str_eq(hex, "248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1");
+}
+
+Test(sha256, stream_in_pieces_equals_one_shot)
+{
+	size_t n = 1000000, off = 0, step = 1;
+	unsigned char *m = malloc(n), md[32];
+	struct kmpkg_sha256 h;
+	char one[65], streamed[65], again[65];
+
+	cr_assert_not_null(m);
+	memset(m, 'a', n);
+	kmpkg_sha256_buf_hex(m, n, one);
+	/* a million 'a': the third FIPS 180-2 vector */
+	cr_assert_str_eq(one, "cdc76e5c9914fb9281a1c7e284d73e67f1809a48a497200e046d39ccc7112cd0");
+	kmpkg_sha256_init(&h);
+	while (off < n) {
+		size_t k = step < n - off ? step : n - off;
+
+		kmpkg_sha256_update(&h, m + off, k);
+		off += k;
+		step = step * 3 + 1;
+	}
+	kmpkg_sha256_hex(&h, streamed);
+	cr_assert_str_eq(streamed, one);
+	/* initialised again, the context starts over */
+	kmpkg_sha256_init(&h);
+	kmpkg_sha256_update(&h, "abc", 3);
+	kmpkg_sha256_final(&h, md);
+	kmpkg_hex(again, md, sizeof(md));
+	cr_assert_str_eq(again, "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+	free(m);
 }
