@@ -37,25 +37,29 @@ void kmpkg_fault(const char *point)
 	}
 }
 
+/* True on the n-th call counted in *calls, n from the environment variable
+ * env. Atomic: commits are counted on the engine's committer thread too
+ * (one at a time: LMDB's writer lock). */
+static bool nth_call(const char *env, long *calls)
+{
+	const char *n = getenv(env);
+
+	if (!n || !*n)
+		return false;
+	return __atomic_add_fetch(calls, 1, __ATOMIC_RELAXED) == strtol(n, NULL, 10);
+}
+
 bool kmpkg_fault_fsync_eio(void)
 {
 	static long calls;
-	const char *n = getenv("KMPKG_FAULT_FSYNC_EIO");
 
-	if (!n || !*n)
-		return false;
-	return ++calls == strtol(n, NULL, 10);
+	return nth_call("KMPKG_FAULT_FSYNC_EIO", &calls);
 }
 
-/* Commits are made one at a time (LMDB's writer lock), on the main thread
- * or the engine's committer thread: the count is atomic all the same. */
 bool kmpkg_fault_commit_eio(void)
 {
 	static long calls;
-	const char *n = getenv("KMPKG_FAULT_COMMIT_EIO");
 
-	if (!n || !*n)
-		return false;
-	return __atomic_add_fetch(&calls, 1, __ATOMIC_RELAXED) == strtol(n, NULL, 10);
+	return nth_call("KMPKG_FAULT_COMMIT_EIO", &calls);
 }
 #endif

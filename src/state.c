@@ -295,11 +295,10 @@ int kmpkg_state_commit(struct kmpkg_state_txn *t)
 
 	if (kmpkg_fault_commit_eio()) {
 		mdb_txn_abort(t->txn);
-		free(t);
-		return mdb_err(EIO, "commit");
+		rc = EIO;
+	} else {
+		rc = mdb_txn_commit(t->txn);
 	}
-	rc = mdb_txn_commit(t->txn);
-
 	free(t);
 	return rc ? mdb_err(rc, "commit") : 0;
 }

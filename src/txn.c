@@ -841,6 +841,15 @@ static void *committer_main(void *arg)
 	return NULL;
 }
 
+static void committer_free(struct committer *c)
+{
+	pthread_cond_destroy(&c->work);
+	pthread_cond_destroy(&c->idle);
+	pthread_mutex_destroy(&c->mu);
+	free(c);
+}
+
+/* Ends the thread once its queue is empty (the caller waited: commit_wait). */
 static void committer_stop(struct committer *c)
 {
 	pthread_mutex_lock(&c->mu);
@@ -848,10 +857,7 @@ static void committer_stop(struct committer *c)
 	pthread_cond_signal(&c->work);
 	pthread_mutex_unlock(&c->mu);
 	pthread_join(c->thread, NULL);
-	pthread_cond_destroy(&c->work);
-	pthread_cond_destroy(&c->idle);
-	pthread_mutex_destroy(&c->mu);
-	free(c);
+	committer_free(c);
 }
 
 static struct committer *committer_start(struct engine *e)
@@ -867,10 +873,7 @@ static struct committer *committer_start(struct engine *e)
 	pthread_cond_init(&c->work, NULL);
 	pthread_cond_init(&c->idle, NULL);
 	if (pthread_create(&c->thread, NULL, committer_main, c) != 0) {
-		pthread_cond_destroy(&c->work);
-		pthread_cond_destroy(&c->idle);
-		pthread_mutex_destroy(&c->mu);
-		free(c);
+		committer_free(c);
 		return NULL;
 	}
 	return c;
