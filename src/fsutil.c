@@ -351,6 +351,9 @@ static int remove_tree(const char *path, bool sync_parent)
 	if (lstat(path, &st) != 0)
 		return errno == ENOENT ? 0 : kmpkg_error_errno(errno, "stat", path);
 	if (S_ISDIR(st.st_mode)) {
+		/* Empty (a finished transaction's staging): one call, no walk. */
+		if (rmdir(path) == 0)
+			return sync_parent ? fsync_parent(path) : 0;
 		make_writable(path);
 		if (nftw(path, rm_one, 16, FTW_DEPTH | FTW_PHYS) != 0)
 			return kmpkg_error_errno(errno, "remove", path);
