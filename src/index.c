@@ -188,10 +188,13 @@ cleanup:
 	return err;
 }
 
+/* The catalog record of `name` (include/kmpkg/state.h), from its cached
+ * versions; deleted when there is none left. */
 static int refresh_catalog(struct kmpkg_state_txn *t, const char *name)
 {
-	json_t *vers = NULL, *top, *sources, *v, *rec = NULL;
-	size_t i, j;
+	json_t *vers = NULL, *top, *v;
+	const char **sources;
+	size_t i, j, n = 0;
 	int err;
 
 	if ((err = kmpkg_index_versions(&vers, t, name)) != 0)
@@ -201,21 +204,22 @@ static int refresh_catalog(struct kmpkg_state_txn *t, const char *name)
 		goto cleanup;
 	}
 	top = json_array_get(vers, 0);
-	sources = json_array();
+	sources = calloc(json_array_size(vers), sizeof(*sources));
+	if (!sources)
+		abort();
 	json_array_foreach(vers, i, v) {
+		const char *src = js(v, "source");
 		bool seen = false;
 
-		for (j = 0; j < json_array_size(sources); j++)
-			seen |= json_equal(json_array_get(sources, j), json_object_get(v, "source"));
-		if (!seen && json_is_string(json_object_get(v, "source")))
-			json_array_append(sources, json_object_get(v, "source"));
+		for (j = 0; j < n && src; j++)
+			seen |= strcmp(sources[j], src) == 0;
+		if (!seen && src)
+			sources[n++] = src;
 	}
-	rec = json_pack("{s:s, s:O, s:s?, s:o, s:I}", "name", name, "version", json_object_get(top, "version"),
-			"description", js(top, "description"), "sources", sources, "versions",
-			(json_int_t)json_array_size(vers));
-	err = kmpkg_state_puts(t, KMPKG_DB_CATALOG, name, rec);
+	err = kmpkg_state_catalog_put(t, name, js(top, "version") ? js(top, "version") : "", js(top, "description"),
+				      (long)json_array_size(vers), sources, n);
+	free(sources);
 cleanup:
-	json_decref(rec);
 	json_decref(vers);
 	return err;
 }
@@ -497,51 +501,83 @@ static bool contains(const char *s, size_t n, const char *term, size_t tn)
 struct search_ctx {
 	char *term;
 	size_t tn;
-	bool raw_ok; /* the term reads the same inside a JSON string */
-	json_t *hits;
+	kmpkg_search_fn fn;
+	void *ctx;
+	struct kmpkg_buf name;  /* the hit's name, NUL-terminated */
+	struct kmpkg_buf packed; /* sources of a JSON record, packed as in catalog */
 };
+
+/* A catalog record written by an earlier kmpkg (JSON) as a hit. */
+static int json_hit(struct search_ctx *s, struct kmpkg_search_hit *h, json_t **rec, const void *val,
+		    size_t vlen)
+{
+	json_error_t je;
+	json_t *v;
+	size_t i;
+
+	if (!(*rec = json_loadb(val, vlen, 0, &je)))
+		return kmpkg_error_set(KMPKG_EGENERIC, "E_STATE_CORRUPT", NULL, NULL, "unreadable catalog record: %s",
+				       je.text);
+	h->version = js(*rec, "version") ? js(*rec, "version") : "";
+	h->description = js(*rec, "description");
+	h->versions = (long)json_integer_value(json_object_get(*rec, "versions"));
+	s->packed.len = 0;
+	json_array_foreach(json_object_get(*rec, "sources"), i, v) {
+		if (!json_is_string(v))
+			continue;
+		if (kmpkg_buf_puts(&s->packed, json_string_value(v)) || kmpkg_buf_put(&s->packed, "", 1))
+			abort();
+		h->nsources++;
+	}
+	h->sources = s->packed.ptr;
+	return 0;
+}
 
 static int search_one(void *ctx, const void *key, size_t klen, const void *val, size_t vlen)
 {
 	struct search_ctx *s = ctx;
-	json_error_t je;
-	json_t *rec;
-	const char *d;
+	struct kmpkg_search_hit h;
+	struct kmpkg_catalog c;
+	json_t *rec = NULL;
+	int err = 0;
 
-	if (!contains(key, klen, s->term, s->tn) && s->raw_ok && !contains(val, vlen, s->term, s->tn))
-		return 0;
-	rec = json_loadb(val, vlen, 0, &je);
-	if (!rec)
-		return kmpkg_error_set(KMPKG_EGENERIC, "E_STATE_CORRUPT", NULL, NULL, "unreadable catalog record: %s",
-				       je.text);
-	d = js(rec, "description");
-	if (contains(key, klen, s->term, s->tn) || (d && contains(d, strlen(d), s->term, s->tn)))
-		json_array_append(s->hits, rec);
+	memset(&h, 0, sizeof(h));
+	if (kmpkg_state_catalog_parse(&c, val, vlen) == 0) {
+		h.version = c.version;
+		h.description = c.description;
+		h.versions = c.versions;
+		h.sources = c.sources;
+		h.nsources = c.nsources;
+	} else {
+		kmpkg_error_clear(); /* not this format: JSON, from an earlier kmpkg */
+		if ((err = json_hit(s, &h, &rec, val, vlen)) != 0)
+			return err;
+	}
+	if (contains(key, klen, s->term, s->tn) ||
+	    (h.description && contains(h.description, strlen(h.description), s->term, s->tn))) {
+		s->name.len = 0;
+		if (kmpkg_buf_put(&s->name, key, klen) || kmpkg_buf_put(&s->name, "", 1))
+			abort();
+		h.name = s->name.ptr;
+		err = s->fn(s->ctx, &h);
+	}
 	json_decref(rec);
-	return 0;
+	return err;
 }
 
-int kmpkg_index_search(json_t **out, struct kmpkg_state_txn *t, const char *term)
+int kmpkg_index_search(struct kmpkg_state_txn *t, const char *term, kmpkg_search_fn fn, void *ctx)
 {
-	struct search_ctx s;
+	struct search_ctx s = { .fn = fn, .ctx = ctx, .name = KMPKG_BUF_INIT, .packed = KMPKG_BUF_INIT };
 	size_t i;
 	int err;
 
-	*out = NULL;
 	s.tn = strlen(term);
 	s.term = xstrdup(term);
-	s.raw_ok = true;
-	for (i = 0; i < s.tn; i++) {
+	for (i = 0; i < s.tn; i++)
 		s.term[i] = fold(s.term[i]);
-		if ((unsigned char)s.term[i] < 0x20 || s.term[i] == '"' || s.term[i] == '\\' || s.term[i] == '/')
-			s.raw_ok = false;
-	}
-	s.hits = json_array();
 	err = kmpkg_state_foreach_raw(t, KMPKG_DB_CATALOG, NULL, 0, search_one, &s);
-	if (err)
-		json_decref(s.hits);
-	else
-		*out = s.hits;
 	free(s.term);
+	kmpkg_buf_release(&s.name);
+	kmpkg_buf_release(&s.packed);
 	return err;
 }

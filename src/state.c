@@ -351,23 +351,32 @@ int kmpkg_state_put(struct kmpkg_state_txn *t, enum kmpkg_db db, const void *key
 	return rc ? mdb_err(rc, "write") : 0;
 }
 
-int kmpkg_state_listing_put(struct kmpkg_state_txn *t, const char *name, const struct kmpkg_listing *l)
+/* name -> the n fields, each followed by a NUL (NULL: empty): the
+ * encoding of the listing and catalog dbs. */
+static int put_fields(struct kmpkg_state_txn *t, enum kmpkg_db db, const char *name, const char *const *f, size_t n)
 {
-	const char *f[4] = { l->version, l->entry, l->constraint, l->description };
 	struct kmpkg_buf b = KMPKG_BUF_INIT;
 	MDB_val k = { strlen(name), (void *)name }, v;
-	int i, rc;
+	size_t i;
+	int rc;
 
-	for (i = 0; i < 4; i++)
+	for (i = 0; i < n; i++)
 		if ((f[i] && kmpkg_buf_puts(&b, f[i])) || kmpkg_buf_put(&b, "", 1)) {
 			kmpkg_buf_release(&b);
 			return kmpkg_error_set(KMPKG_EGENERIC, "E_NOMEM", NULL, NULL, "cannot encode record");
 		}
 	v.mv_size = b.len;
 	v.mv_data = b.ptr;
-	rc = mdb_put(t->txn, t->s->dbi[KMPKG_DB_LISTING], &k, &v, 0);
+	rc = mdb_put(t->txn, t->s->dbi[db], &k, &v, 0);
 	kmpkg_buf_release(&b);
 	return rc ? mdb_err(rc, "write") : 0;
+}
+
+int kmpkg_state_listing_put(struct kmpkg_state_txn *t, const char *name, const struct kmpkg_listing *l)
+{
+	const char *f[4] = { l->version, l->entry, l->constraint, l->description };
+
+	return put_fields(t, KMPKG_DB_LISTING, name, f, 4);
 }
 
 int kmpkg_state_listing_parse(struct kmpkg_listing *out, const void *val, size_t vlen)
@@ -392,6 +401,54 @@ int kmpkg_state_listing_parse(struct kmpkg_listing *out, const void *val, size_t
 	out->constraint = f[2];
 	out->description = f[3];
 	return 0;
+}
+
+int kmpkg_state_catalog_put(struct kmpkg_state_txn *t, const char *name, const char *version,
+			    const char *description, long versions, const char *const *sources, size_t nsources)
+{
+	const char **f = calloc(3 + nsources, sizeof(*f));
+	char num[24];
+	int err;
+
+	if (!f)
+		abort();
+	snprintf(num, sizeof(num), "%ld", versions);
+	f[0] = version;
+	f[1] = description;
+	f[2] = num;
+	if (nsources)
+		memcpy(f + 3, sources, nsources * sizeof(*f));
+	err = put_fields(t, KMPKG_DB_CATALOG, name, f, 3 + nsources);
+	free(f);
+	return err;
+}
+
+int kmpkg_state_catalog_parse(struct kmpkg_catalog *out, const void *val, size_t vlen)
+{
+	const char *p = val, *end = p + vlen, *f[3], *nul;
+	char *num_end;
+	int i;
+
+	for (i = 0; i < 3 && p < end && (nul = memchr(p, '\0', (size_t)(end - p))); i++) {
+		f[i] = p;
+		p = nul + 1;
+	}
+	memset(out, 0, sizeof(*out));
+	if (i == 3 && *f[0] && *f[0] != '{') {
+		out->versions = strtol(f[2], &num_end, 10);
+		out->sources = p;
+		while (p < end && (nul = memchr(p, '\0', (size_t)(end - p)))) {
+			out->nsources++;
+			p = nul + 1;
+		}
+		if (*f[2] && !*num_end && p == end) {
+			out->version = f[0];
+			out->description = *f[1] ? f[1] : NULL;
+			return 0;
+		}
+	}
+	return kmpkg_error_set(KMPKG_EGENERIC, "E_STATE_CORRUPT", NULL, NULL,
+			       "catalog record of %zu bytes is not version\\0description\\0versions\\0sources", vlen);
 }
 
 int kmpkg_state_del(struct kmpkg_state_txn *t, enum kmpkg_db db, const void *key, size_t klen)

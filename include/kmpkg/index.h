@@ -65,9 +65,19 @@ json_t *kmpkg_index_summary(const struct kmpkg_manifest *m, const char *source, 
  * Free with kmpkg_manifest_free. */
 int kmpkg_index_manifest(struct kmpkg_manifest **out, const json_t *summary);
 
-/* Search: plugins whose name or description contains `term` (ASCII case
- * folded), newest version each, sorted by name: [{name, version,
- * description, sources}]. An empty term lists everything. */
-int kmpkg_index_search(json_t **out, struct kmpkg_state_txn *t, const char *term);
+/* Search: fn is called for each plugin whose name or description contains
+ * `term` (ASCII case folded), newest version each, in name order; an empty
+ * term matches everything. The hit's strings are borrowed for the call
+ * (description NULL when there is none; sources: nsources NUL-terminated
+ * names one after another). fn returns 0 to go on, <0 to stop with that
+ * error. Read from the catalog without parsing JSON. */
+struct kmpkg_search_hit {
+	const char *name, *version, *description;
+	long versions;
+	const char *sources;
+	size_t nsources;
+};
+typedef int (*kmpkg_search_fn)(void *ctx, const struct kmpkg_search_hit *h);
+int kmpkg_index_search(struct kmpkg_state_txn *t, const char *term, kmpkg_search_fn fn, void *ctx);
 
 #endif

@@ -2,7 +2,7 @@
  * The state database: an LMDB environment at <root>/kmpkg/state with default
  * (fully synchronous) flags, so every commit is durable when it returns.
  * Values are compact JSON documents (jansson) for debuggability, except in
- * listing (below).
+ * catalog and listing (below).
  *
  *   meta        "schema" -> 1, "next_gen" -> N, "active" -> N, "known_good" -> N
  *   txns        correlation id -> {id, op, targets, changes, state, phase, outcome, ...}
@@ -17,7 +17,13 @@
  *   lock        "holder" -> {pid, id, op, phase, since}
  *   sources     source name -> {name, url, ref, token_env, keys, trusted, added, updated, ...}
  *   index       name \0 version \0 source -> an index manifest's summary (src/index.c)
- *   catalog     plugin name -> {version (newest), description, sources}: what search scans
+ *   catalog     plugin name -> version \0 description \0 versions \0 source \0
+ *               [source \0 ...]: the newest version, its description (empty
+ *               when none), how many versions the index holds, the sources
+ *               that have it; what search scans, read without parsing
+ *               (kmpkg_state_catalog_*). Roots synced by an earlier kmpkg
+ *               hold JSON {name, version, description, sources, versions}
+ *               there until the plugin's next sync; search reads both.
  *   listing     name -> version \0 entry \0 constraint \0 description \0 (an
  *               absent field is empty): the installed set in brief, written
  *               with every installed record, so that `list` reads it without
@@ -121,6 +127,20 @@ struct kmpkg_listing {
 };
 int kmpkg_state_listing_put(struct kmpkg_state_txn *t, const char *name, const struct kmpkg_listing *l);
 int kmpkg_state_listing_parse(struct kmpkg_listing *out, const void *val, size_t vlen);
+
+/* The catalog db (the same conventions as listing). put: description may be
+ * NULL; sources are nsources strings. parse: sources points at the first of
+ * nsources NUL-terminated names stored one after another; E_STATE_CORRUPT
+ * when val is not a catalog record (JSON from an earlier kmpkg). */
+struct kmpkg_catalog {
+	const char *version, *description;
+	long versions;
+	const char *sources;
+	size_t nsources;
+};
+int kmpkg_state_catalog_put(struct kmpkg_state_txn *t, const char *name, const char *version,
+			    const char *description, long versions, const char *const *sources, size_t nsources);
+int kmpkg_state_catalog_parse(struct kmpkg_catalog *out, const void *val, size_t vlen);
 
 /* Journal events of a transaction, in order: key id ++ be32(seq). */
 int kmpkg_state_journal_put(struct kmpkg_state_txn *t, const char *id, uint32_t seq, const json_t *val);

@@ -1,4 +1,5 @@
-/* state: the LMDB state database, uuid and the lock. */
+/* state: the LMDB state database (with the catalog that search scans), uuid
+ * and the lock. */
 #include <criterion/criterion.h>
 #include <jansson.h>
 #include <stdio.h>
@@ -8,6 +9,7 @@
 #include <unistd.h>
 
 #include "kmpkg/error.h"
+#include "kmpkg/index.h"
 #include "kmpkg/lock.h"
 #include "kmpkg/state.h"
 #include "kmpkg/uuid.h"
@@ -132,6 +134,73 @@ Test(state, generation_keys_sort_numerically_and_journal_by_prefix)
 	json_decref(a);
 	json_decref(e);
 	json_decref(j);
+}
+
+/* Collects search hits as "name version versions description|- src,src". */
+static int collect_hit(void *ctx, const struct kmpkg_search_hit *h)
+{
+	const char *src = h->sources;
+	char line[512];
+	size_t i, n;
+
+	n = (size_t)snprintf(line, sizeof(line), "%s %s %ld %s", h->name, h->version, h->versions,
+			     h->description ? h->description : "-");
+	for (i = 0; i < h->nsources; i++, src += strlen(src) + 1)
+		n += (size_t)snprintf(line + n, sizeof(line) - n, "%s%s", i ? "," : " ", src);
+	json_array_append_new(ctx, json_string(line));
+	return 0;
+}
+
+/* The catalog is not JSON (search reads it without parsing); a record an
+ * earlier kmpkg wrote as JSON is still found, with the same fields. */
+Test(state, catalog_records_round_trip_and_search_reads_both_formats)
+{
+	const char *two[] = { "main", "mirror" }, *one[] = { "main" };
+	struct kmpkg_state *s = NULL;
+	struct kmpkg_state_txn *t = NULL;
+	struct kmpkg_catalog c;
+	json_t *old = json_pack("{s:s, s:s, s:s, s:[s], s:i}", "name", "legacy", "version", "0.9.0", "description",
+				"Old Format tool", "sources", "main", "versions", 3);
+	json_t *hits = json_array(), *want;
+
+	cr_assert_eq(kmpkg_state_open(&s, root, true), 0);
+	cr_assert_eq(kmpkg_state_begin(&t, s, true), 0);
+	cr_assert_eq(kmpkg_state_catalog_put(t, "alpha", "1.2.0", "Alpha: formats things", 2, two, 2), 0);
+	cr_assert_eq(kmpkg_state_catalog_put(t, "beta", "2.0.0", NULL, 1, one, 1), 0);
+	cr_assert_eq(kmpkg_state_puts(t, KMPKG_DB_CATALOG, "legacy", old), 0);
+	cr_assert_eq(kmpkg_state_commit(t), 0);
+
+	cr_assert_eq(kmpkg_state_begin(&t, s, false), 0);
+	/* everything, in name order */
+	cr_assert_eq(kmpkg_index_search(t, "", collect_hit, hits), 0);
+	want = json_pack("[s, s, s]", "alpha 1.2.0 2 Alpha: formats things main,mirror", "beta 2.0.0 1 - main",
+			 "legacy 0.9.0 3 Old Format tool main");
+	cr_assert(json_equal(hits, want));
+	json_decref(want);
+	/* a description match, case folded, in both formats */
+	json_array_clear(hits);
+	cr_assert_eq(kmpkg_index_search(t, "FORMAT", collect_hit, hits), 0);
+	cr_assert_eq(json_array_size(hits), 2);
+	cr_assert_str_eq(json_string_value(json_array_get(hits, 0)), "alpha 1.2.0 2 Alpha: formats things main,mirror");
+	cr_assert_str_eq(json_string_value(json_array_get(hits, 1)), "legacy 0.9.0 3 Old Format tool main");
+	/* a name match only */
+	json_array_clear(hits);
+	cr_assert_eq(kmpkg_index_search(t, "bet", collect_hit, hits), 0);
+	cr_assert_eq(json_array_size(hits), 1);
+	kmpkg_state_abort(t);
+
+	/* the codec refuses what is not a catalog record */
+	cr_assert_eq(kmpkg_state_catalog_parse(&c, "1.0.0\0d\0" "2\0src\0", 14), 0);
+	cr_assert_str_eq(c.version, "1.0.0");
+	cr_assert_eq(c.versions, 2);
+	cr_assert_eq(c.nsources, 1);
+	cr_assert_eq(kmpkg_state_catalog_parse(&c, "{\"name\":\"x\"}", 12), KMPKG_EGENERIC);
+	cr_assert_str_eq(kmpkg_error_last()->code, "E_STATE_CORRUPT");
+	cr_assert_eq(kmpkg_state_catalog_parse(&c, "1.0.0\0d\0two\0", 12), KMPKG_EGENERIC);
+	cr_assert_eq(kmpkg_state_catalog_parse(&c, "1.0.0\0d\0" "2\0src", 13), KMPKG_EGENERIC);
+	kmpkg_state_free(s);
+	json_decref(hits);
+	json_decref(old);
 }
 
 Test(uuid, v7_layout_and_order)
