@@ -523,7 +523,7 @@ struct extract {
 	char *buf;
 	/* Written files are closed through it: their write-back starts while
 	 * the next ones are written (the caller's syncfs makes them durable). */
-	struct kmpkg_writeback *wb;
+	struct kmpkg_worker *wb;
 };
 
 /* The parent directory of `path` (opened by open_parent), kept for the
@@ -776,7 +776,6 @@ cleanup:
 	return rc;
 }
 
-/* Opens archive for reading; *fd stays open until after archive_read_free. */
 /* The archive as libarchive reads it when its digest is checked: every byte
  * handed over is hashed, in order, once (no skip or seek callback, so
  * nothing is passed over). */
@@ -806,7 +805,8 @@ static la_ssize_t hashed_read(struct archive *a, void *arg, const void **out)
 }
 
 /* Opens `archive` for libarchive; through h (its md initialised) when not
- * NULL, else with libarchive's own fd reader. */
+ * NULL, else with libarchive's own fd reader. *fdout stays open until after
+ * archive_read_free. */
 static int open_archive(struct archive **out, int *fdout, uint64_t *size, const char *archive,
 			struct hashed_reader *h)
 {

@@ -91,6 +91,26 @@ cleanup:
 	return err;
 }
 
+/* The way back for a plugin found changed: its package, kept in the cache
+ * under its digest, installed again; NULL when the cache no longer has it. */
+static char *reinstall_step(const char *root, const json_t *rec)
+{
+	const char *sha = json_string_value(json_object_get(rec, "sha256"));
+	char *cache, *f, *step = NULL;
+
+	if (!sha || strlen(sha) != 64)
+		return NULL;
+	cache = kmpkg_cmdutil_cache_dir(root);
+	f = kmpkg_fsutil_join(cache, sha);
+	if (kmpkg_fsutil_exists(f) &&
+	    asprintf(&step, "find out who changed them; then put the package back: kmpkg --root %s install --reinstall %s",
+		     root, f) < 0)
+		step = NULL;
+	free(f);
+	free(cache);
+	return step;
+}
+
 static void print_text(const json_t *rep)
 {
 	const char *name = json_string_value(json_object_get(rep, "name"));
@@ -142,25 +162,8 @@ int kmpkg_cmd_verify(struct kmpkg_cli *cli, int argc, char **argv)
 		nmod += json_array_size(json_object_get(rep, "modified"));
 		nmiss += json_array_size(json_object_get(rep, "missing"));
 		nextra += json_array_size(json_object_get(rep, "extra"));
-		if (kmpkg_verify_count(rep) > 0 && nbad++ == 0) {
-			/* The way back for the first plugin found changed: its
-			 * package, kept in the cache under its digest. */
-			const char *sha = json_string_value(json_object_get(rec, "sha256"));
-			char *kdir = kmpkg_fsutil_join(cli->root, "kmpkg"), *cache = kmpkg_fsutil_join(kdir, "cache");
-
-			if (sha && strlen(sha) == 64) {
-				char *f = kmpkg_fsutil_join(cache, sha);
-
-				if (kmpkg_fsutil_exists(f) &&
-				    asprintf(&again, "find out who changed them; then put the package back: "
-						     "kmpkg --root %s install --reinstall %s",
-					     cli->root, f) < 0)
-					again = NULL;
-				free(f);
-			}
-			free(cache);
-			free(kdir);
-		}
+		if (kmpkg_verify_count(rep) > 0 && nbad++ == 0)
+			again = reinstall_step(cli->root, rec);
 		if (!cli->json && !cli->quiet)
 			print_text(rep);
 		json_array_append_new(reps, rep);

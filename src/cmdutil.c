@@ -8,6 +8,7 @@
 #include "cmdutil.h"
 #include "kmpkg/buf.h"
 #include "kmpkg/error.h"
+#include "kmpkg/fsutil.h"
 
 /* Progress on a terminal only, one line per phase as it starts (apt's
  * "Unpacking ..." lines): "  [2/5 verify] installing hello 1.0.0". */
@@ -232,6 +233,14 @@ void kmpkg_cmdutil_print_summary(const struct kmpkg_cli *cli, json_t *s)
 			fprintf(stderr, "kmpkg: warning[%s]: %s\n", js(w, "code"), js(w, "message"));
 	kmpkg_buf_release(&b);
 	json_decref(s);
+}
+
+char *kmpkg_cmdutil_cache_dir(const char *root)
+{
+	char *kdir = kmpkg_fsutil_join(root, "kmpkg"), *cache = kmpkg_fsutil_join(kdir, "cache");
+
+	free(kdir);
+	return cache;
 }
 
 int kmpkg_cmdutil_open_reader(struct kmpkg_state **out, const char *root)

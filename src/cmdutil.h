@@ -42,6 +42,10 @@ void kmpkg_cmdutil_print_summary(const struct kmpkg_cli *cli, json_t *s);
  * foo 1.2.0 → 1.3.0" from a finished one. */
 char *kmpkg_cmdutil_describe(const json_t *rec);
 
+/* <root>/kmpkg/cache, where every installed package is kept under its
+ * SHA-256. */
+char *kmpkg_cmdutil_cache_dir(const char *root);
+
 /* Opens the state read-only after finishing interrupted work if nobody holds
  * the lock. *out is NULL (and 0 returned) for a root with no state yet. */
 int kmpkg_cmdutil_open_reader(struct kmpkg_state **out, const char *root);

@@ -4,7 +4,6 @@
 #include <fcntl.h>
 #include <ftw.h>
 #include <libgen.h>
-#include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -17,6 +16,7 @@
 #include "kmpkg/error.h"
 #include "kmpkg/fault.h"
 #include "kmpkg/fsutil.h"
+#include "kmpkg/worker.h"
 
 char *kmpkg_fsutil_join(const char *a, const char *b)
 {
@@ -490,147 +490,56 @@ cleanup:
 
 /* ---- write-back queue ----------------------------------------------------- */
 
-#define WB_SLOTS 64
+#define WB_QUEUED 64
 
-struct kmpkg_writeback {
-	pthread_mutex_t mu;
-	pthread_cond_t cv; /* signalled on every change of n or stop */
-	pthread_t thread;
-	bool started, stop;
-	int fd[WB_SLOTS];
-	char *path[WB_SLOTS];
-	size_t head, n;
-	/* The first failure: its errno, the step and the file. */
-	int err;
-	const char *what;
-	char *err_path;
+struct wb_file {
+	int fd;
+	char path[];
 };
 
-static void wb_fail(struct kmpkg_writeback *wb, int err, const char *what, char *path)
+/* On the worker: start the write-back, close. After a failure the files
+ * are still closed. */
+static int wb_file(void *ctx, void *job, bool failed)
 {
-	if (!wb->err) {
-		wb->err = err;
-		wb->what = what;
-		wb->err_path = path;
-	} else {
-		free(path);
-	}
-}
+	struct wb_file *f = job;
+	int err = 0;
 
-static void *wb_main(void *arg)
-{
-	struct kmpkg_writeback *wb = arg;
-
-	pthread_mutex_lock(&wb->mu);
-	for (;;) {
-		int fd, err = 0;
-		const char *what = NULL;
-		char *path;
-
-		while (wb->n == 0 && !wb->stop)
-			pthread_cond_wait(&wb->cv, &wb->mu);
-		if (wb->n == 0)
-			break;
-		fd = wb->fd[wb->head];
-		path = wb->path[wb->head];
-		pthread_mutex_unlock(&wb->mu);
-		if (sync_file_range(fd, 0, 0, SYNC_FILE_RANGE_WRITE) != 0 && errno != EINVAL && errno != ESPIPE) {
-			err = errno;
-			what = "write back";
-		}
-		if (close(fd) != 0 && !err) {
-			err = errno;
-			what = "close";
-		}
-		pthread_mutex_lock(&wb->mu);
-		if (err)
-			wb_fail(wb, err, what, path);
-		else
-			free(path);
-		wb->head = (wb->head + 1) % WB_SLOTS;
-		wb->n--;
-		pthread_cond_broadcast(&wb->cv);
-	}
-	pthread_mutex_unlock(&wb->mu);
-	return NULL;
-}
-
-struct kmpkg_writeback *kmpkg_fsutil_writeback_new(void)
-{
-	struct kmpkg_writeback *wb = calloc(1, sizeof(*wb));
-
-	if (!wb)
-		return NULL;
-	if (pthread_mutex_init(&wb->mu, NULL) != 0) {
-		free(wb);
-		return NULL;
-	}
-	if (pthread_cond_init(&wb->cv, NULL) != 0) {
-		pthread_mutex_destroy(&wb->mu);
-		free(wb);
-		return NULL;
-	}
-	return wb;
-}
-
-static int wb_error(struct kmpkg_writeback *wb)
-{
-	int err = kmpkg_error_errno(wb->err, wb->what, wb->err_path ? wb->err_path : "?");
-
-	free(wb->err_path);
-	wb->err_path = NULL;
-	wb->err = 0;
+	(void)ctx;
+	(void)failed;
+	if (sync_file_range(f->fd, 0, 0, SYNC_FILE_RANGE_WRITE) != 0 && errno != EINVAL && errno != ESPIPE)
+		err = kmpkg_error_errno(errno, "write back", f->path);
+	if (close(f->fd) != 0 && !err)
+		err = kmpkg_error_errno(errno, "close", f->path);
+	free(f);
 	return err;
 }
 
-int kmpkg_fsutil_writeback_close(struct kmpkg_writeback *wb, int fd, const char *path)
+struct kmpkg_worker *kmpkg_fsutil_writeback_new(void)
 {
-	char *copy;
-	int err = 0;
+	return kmpkg_worker_new(wb_file, NULL, WB_QUEUED);
+}
 
-	if (wb && !wb->started && pthread_create(&wb->thread, NULL, wb_main, wb) == 0)
-		wb->started = true;
-	if (!wb || !wb->started) {
-		/* No thread: an ordinary close; the syncfs writes it. */
+int kmpkg_fsutil_writeback_close(struct kmpkg_worker *wb, int fd, const char *path)
+{
+	size_t n = strlen(path) + 1;
+	struct wb_file *f;
+
+	if (!wb) {
+		/* No queue: an ordinary close; the syncfs writes it. */
 		if (close(fd) != 0)
 			return kmpkg_error_errno(errno, "close", path);
 		return 0;
 	}
-	copy = strdup(path);
-	if (!copy)
+	if (!(f = malloc(sizeof(*f) + n)))
 		abort();
-	pthread_mutex_lock(&wb->mu);
-	while (wb->n == WB_SLOTS)
-		pthread_cond_wait(&wb->cv, &wb->mu);
-	wb->fd[(wb->head + wb->n) % WB_SLOTS] = fd;
-	wb->path[(wb->head + wb->n) % WB_SLOTS] = copy;
-	wb->n++;
-	pthread_cond_broadcast(&wb->cv);
-	if (wb->err)
-		err = wb_error(wb);
-	pthread_mutex_unlock(&wb->mu);
-	return err;
+	f->fd = fd;
+	memcpy(f->path, path, n);
+	return kmpkg_worker_push(wb, f);
 }
 
-int kmpkg_fsutil_writeback_finish(struct kmpkg_writeback *wb)
+int kmpkg_fsutil_writeback_finish(struct kmpkg_worker *wb)
 {
-	int err = 0;
-
-	if (!wb)
-		return 0;
-	if (wb->started) {
-		pthread_mutex_lock(&wb->mu);
-		wb->stop = true;
-		pthread_cond_broadcast(&wb->cv);
-		pthread_mutex_unlock(&wb->mu);
-		pthread_join(wb->thread, NULL);
-	}
-	if (wb->err)
-		err = wb_error(wb);
-	pthread_cond_destroy(&wb->cv);
-	pthread_mutex_destroy(&wb->mu);
-	free(wb);
-	return err;
+	return kmpkg_worker_free(wb);
 }
 
 void kmpkg_fsutil_writeback_start(int fd)

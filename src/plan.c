@@ -403,7 +403,7 @@ static int fetch_one(char **out, const struct kmpkg_cli *cli, const json_t *sum)
 	const json_t *a = json_object_get(sum, "artifact"), *mirrors = json_object_get(a, "mirrors"), *m;
 	const char *url = js(a, "url"), *sha = js(a, "sha256"), *source = js(sum, "source");
 	uint64_t size = (uint64_t)json_integer_value(json_object_get(a, "size"));
-	char *kdir = kmpkg_fsutil_join(cli->root, "kmpkg"), *cache = kmpkg_fsutil_join(kdir, "cache");
+	char *cache = kmpkg_cmdutil_cache_dir(cli->root);
 	const char **urls = NULL;
 	struct kmpkg_source *src = NULL;
 	struct kmpkg_buf label = KMPKG_BUF_INIT;
@@ -477,7 +477,6 @@ cleanup:
 	kmpkg_buf_release(&label);
 	free(urls);
 	free(cache);
-	free(kdir);
 	return err;
 }
 

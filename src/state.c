@@ -379,20 +379,27 @@ int kmpkg_state_listing_put(struct kmpkg_state_txn *t, const char *name, const s
 	return put_fields(t, KMPKG_DB_LISTING, name, f, 4);
 }
 
-int kmpkg_state_listing_parse(struct kmpkg_listing *out, const void *val, size_t vlen)
+/* The n NUL-terminated fields at p (an empty one as NULL) into f; the end
+ * of the last, or NULL when there are fewer than n before end. */
+static const char *take_fields(const char *p, const char *end, const char **f, size_t n)
 {
-	const char *p = val, *end = p + vlen, *f[4];
-	int i;
+	const char *nul;
+	size_t i;
 
-	for (i = 0; i < 4; i++) {
-		const char *nul = p < end ? memchr(p, '\0', (size_t)(end - p)) : NULL;
-
-		if (!nul)
-			break;
+	for (i = 0; i < n; i++) {
+		if (p >= end || !(nul = memchr(p, '\0', (size_t)(end - p))))
+			return NULL;
 		f[i] = nul > p ? p : NULL;
 		p = nul + 1;
 	}
-	if (i < 4 || p != end || !f[0] || !f[1])
+	return p;
+}
+
+int kmpkg_state_listing_parse(struct kmpkg_listing *out, const void *val, size_t vlen)
+{
+	const char *end = (const char *)val + vlen, *f[4];
+
+	if (take_fields(val, end, f, 4) != end || !f[0] || !f[1])
 		return kmpkg_error_set(KMPKG_EGENERIC, "E_STATE_CORRUPT", NULL, NULL,
 				       "listing record of %zu bytes is not version\\0entry\\0constraint\\0description\\0",
 				       vlen);
@@ -425,25 +432,20 @@ int kmpkg_state_catalog_put(struct kmpkg_state_txn *t, const char *name, const c
 
 int kmpkg_state_catalog_parse(struct kmpkg_catalog *out, const void *val, size_t vlen)
 {
-	const char *p = val, *end = p + vlen, *f[3], *nul;
-	char *num_end;
-	int i;
+	const char *end = (const char *)val + vlen, *f[3], *p, *next, *src;
+	char *num_end = NULL;
 
-	for (i = 0; i < 3 && p < end && (nul = memchr(p, '\0', (size_t)(end - p))); i++) {
-		f[i] = p;
-		p = nul + 1;
-	}
 	memset(out, 0, sizeof(*out));
-	if (i == 3 && *f[0] && *f[0] != '{') {
+	p = take_fields(val, end, f, 3);
+	if (p && f[0] && f[0][0] != '{' && f[2])
 		out->versions = strtol(f[2], &num_end, 10);
+	if (num_end && !*num_end) {
 		out->sources = p;
-		while (p < end && (nul = memchr(p, '\0', (size_t)(end - p)))) {
+		for (; (next = take_fields(p, end, &src, 1)) != NULL; p = next)
 			out->nsources++;
-			p = nul + 1;
-		}
-		if (*f[2] && !*num_end && p == end) {
+		if (p == end) {
 			out->version = f[0];
-			out->description = *f[1] ? f[1] : NULL;
+			out->description = f[1];
 			return 0;
 		}
 	}

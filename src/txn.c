@@ -135,7 +135,6 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <pthread.h>
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -160,6 +159,7 @@
 #include "kmpkg/state.h"
 #include "kmpkg/txn.h"
 #include "kmpkg/uuid.h"
+#include "kmpkg/worker.h"
 
 #define JOURNAL_OUTPUT_MAX (16 * 1024)
 #define ARCHIVE_MAX_BYTES ((uint64_t)1 << 30)
@@ -201,6 +201,15 @@ struct paths {
 	char *root, *kdir, *store, *gens, *cache, *tmp, *quar, *plugins;
 };
 
+/* What the committer's jobs (commit_job) share; written on its thread, read by
+ * commit_wait once the queue is empty. */
+struct committer {
+	struct kmpkg_state *st;
+	char id[KMPKG_ID_MAX + 1];
+	int64_t order;    /* the number the numbering commit gave, once made */
+	bool number_lost; /* the numbering commit failed or was dropped */
+};
+
 struct engine {
 	const struct kmpkg_txn_opts *o;
 	struct paths p;
@@ -220,7 +229,8 @@ struct engine {
 	bool target_healthy;  /* rollback to a generation that passed its checks */
 	bool start_pending;   /* txn_start deferred: the first commit records it */
 	bool gen_staged;      /* tmp/<id>/gen-<to_gen> built and synced in verify */
-	struct committer *committer; /* commits queued on a thread (commit_async) */
+	struct kmpkg_worker *committer; /* commits queued on a thread (commit_async) */
+	struct committer committer_ctx;
 	const char *ended_async; /* the phase whose end is queued (phase_end_async) */
 	uint64_t phase_t0;
 	char *staging;        /* kmpkg/tmp/<id> */
@@ -527,22 +537,24 @@ static int scan_grants(void *ctx, const void *key, size_t klen, const void *val,
 	static const char mark[] = "\"granted_permissions\"";
 	struct grants_scan *g = ctx;
 	json_error_t je;
-	json_t *rec, *perms;
+	json_t *rec = NULL;
 	char *name;
+	int err = 0;
 
 	if (!memmem(val, vlen, mark, sizeof(mark) - 1))
 		return 0;
-	name = strndup(key, klen);
-	if (!name)
+	if (!(name = strndup(key, klen)))
 		abort();
-	if (json_object_get(g->plugins, name) && (rec = json_loadb(val, vlen, 0, &je)) != NULL) {
-		perms = json_object_get(rec, "granted_permissions");
-		if (json_array_size(perms))
-			json_object_set(g->grants, name, perms);
-		json_decref(rec);
+	if (json_object_get(g->plugins, name)) {
+		if ((rec = json_loadb(val, vlen, 0, &je)) == NULL)
+			err = kmpkg_error_set(KMPKG_EGENERIC, "E_STATE_CORRUPT", NULL, NULL,
+					      "unreadable installed record of %s: %s", name, je.text);
+		else if (json_array_size(json_object_get(rec, "granted_permissions")))
+			json_object_set(g->grants, name, json_object_get(rec, "granted_permissions"));
 	}
+	json_decref(rec);
 	free(name);
-	return 0;
+	return err;
 }
 
 /* Records in generation record g the grants its plugins hold now (the
@@ -735,161 +747,69 @@ cleanup:
 }
 
 /*
- * Commits on a thread: the committer. The start of a phase must be durable
- * before the phase's first durable step, not before its work in the
- * staging; and the end of a phase before the next phase's first durable
- * step. So download's start, its end and verify's start, and
- * health-check's start are queued here (commit_async) while the main thread
- * goes on copying into the cache, extracting, or running the health
- * command; commit_wait waits until the queue is empty, and is called before
- * every commit made on the main thread, before each of those phases' first
- * durable step (phase_started) and in engine_release. Queued commits run in
- * order, one LMDB write transaction each, on one thread started at the
- * first; each works on copies of the record, event and holder, so the main
- * thread may go on changing e->rec. After a failed commit the ones queued
- * behind it are dropped (each depends on the one before); commit_wait
- * returns the failure with its error.
+ * Commits on a thread: the committer, a worker (include/kmpkg/worker.h).
+ * The start of a phase must be durable before the phase's first durable
+ * step, not before its work in the staging; and the end of a phase before
+ * the next phase's first durable step. So download's start, its end and
+ * verify's start, and health-check's start are queued here (commit_async)
+ * while the main thread goes on copying into the cache, extracting, or
+ * running the health command; commit_wait waits until the queue is empty,
+ * and is called before every commit made on the main thread, before each of
+ * those phases' first durable step (phase_started) and in engine_release.
+ * Queued commits run in order, one LMDB write transaction each; each works
+ * on copies of the record, event and holder, so the main thread may go on
+ * changing e->rec. After a failed commit the ones queued behind it are
+ * dropped (each depends on the one before); commit_wait returns the failure
+ * with its error.
  */
 struct commit_job {
-	struct commit_job *next;
 	uint32_t seq;
 	json_t *event, *rec, *holder;
 	bool number;
 };
 
-struct committer {
-	pthread_t thread;
-	pthread_mutex_t mu;
-	pthread_cond_t work, idle;
-	struct kmpkg_state *st;
-	char id[KMPKG_ID_MAX + 1];
-	struct commit_job *head, **tail;
-	bool busy, quit;
-	/* results, read and reset by commit_wait */
-	int err;
-	struct kmpkg_error saved; /* the error of the failed commit */
-	bool numbered;            /* the numbering commit succeeded, as order */
-	bool number_lost;         /* it failed or was dropped */
-	int64_t order;
-};
-
-static void job_free(struct commit_job *j)
+static int commit_job(void *ctx, void *job, bool failed)
 {
-	json_decref(j->event);
-	json_decref(j->rec);
-	json_decref(j->holder);
-	free(j);
-}
-
-static int job_commit(struct committer *c, struct commit_job *j, int64_t *order)
-{
+	struct committer *c = ctx;
+	struct commit_job *j = job;
 	struct kmpkg_state_txn *t = NULL;
-	int err;
+	int err = 0;
 
-	if ((err = kmpkg_state_begin(&t, c->st, true)) == 0 &&
-	    (err = commit_writes(t, c->id, j->seq, j->event, j->rec, j->holder, j->number, order)) == 0) {
+	/* A record copied before the numbering commit was made. */
+	if (!j->number && c->order > 0)
+		json_object_set_new(j->rec, "order", json_integer(c->order));
+	if (failed) {
+		c->number_lost |= j->number;
+	} else if ((err = kmpkg_state_begin(&t, c->st, true)) == 0 &&
+		   (err = commit_writes(t, c->id, j->seq, j->event, j->rec, j->holder, j->number, &c->order)) == 0) {
 		err = kmpkg_state_commit(t);
 		t = NULL;
 	}
 	kmpkg_state_abort(t);
+	if (err && j->number) {
+		c->number_lost = true;
+		c->order = 0;
+	}
+	json_decref(j->event);
+	json_decref(j->rec);
+	json_decref(j->holder);
+	free(j);
 	return err;
 }
 
-static void *committer_main(void *arg)
-{
-	struct committer *c = arg;
-	struct commit_job *j;
-	struct kmpkg_error saved;
-	int64_t order = 0;
-	bool failed, number;
-	int err;
-
-	pthread_mutex_lock(&c->mu);
-	for (;;) {
-		while (!c->head && !c->quit)
-			pthread_cond_wait(&c->work, &c->mu);
-		if (!(j = c->head))
-			break;
-		if (!(c->head = j->next))
-			c->tail = &c->head;
-		failed = c->err != 0;
-		c->busy = true;
-		pthread_mutex_unlock(&c->mu);
-		/* A record copied before the numbering commit was done. */
-		if (!j->number && order > 0)
-			json_object_set_new(j->rec, "order", json_integer(order));
-		err = failed ? 0 : job_commit(c, j, &order);
-		if (err)
-			err_save(&saved);
-		number = j->number;
-		job_free(j);
-		pthread_mutex_lock(&c->mu);
-		if (err) {
-			c->err = err;
-			c->saved = saved;
-		}
-		if (number) {
-			c->numbered = !failed && !err;
-			c->number_lost = failed || err;
-			c->order = order;
-		}
-		c->busy = false;
-		if (!c->head)
-			pthread_cond_broadcast(&c->idle);
-	}
-	pthread_mutex_unlock(&c->mu);
-	return NULL;
-}
-
-static void committer_free(struct committer *c)
-{
-	pthread_cond_destroy(&c->work);
-	pthread_cond_destroy(&c->idle);
-	pthread_mutex_destroy(&c->mu);
-	free(c);
-}
-
-/* Ends the thread once its queue is empty (the caller waited: commit_wait). */
-static void committer_stop(struct committer *c)
-{
-	pthread_mutex_lock(&c->mu);
-	c->quit = true;
-	pthread_cond_signal(&c->work);
-	pthread_mutex_unlock(&c->mu);
-	pthread_join(c->thread, NULL);
-	committer_free(c);
-}
-
-static struct committer *committer_start(struct engine *e)
-{
-	struct committer *c = calloc(1, sizeof(*c));
-
-	if (!c)
-		return NULL;
-	c->st = e->st;
-	snprintf(c->id, sizeof(c->id), "%s", e->id);
-	c->tail = &c->head;
-	pthread_mutex_init(&c->mu, NULL);
-	pthread_cond_init(&c->work, NULL);
-	pthread_cond_init(&c->idle, NULL);
-	if (pthread_create(&c->thread, NULL, committer_main, c) != 0) {
-		committer_free(c);
-		return NULL;
-	}
-	return c;
-}
-
-/* commit_with(e, event, NULL, NULL) queued on the committer; commit_with
- * itself when no committer can be started. */
+/* commit_with(e, event, NULL, NULL) queued on the committer. */
 static int commit_async(struct engine *e, json_t *event)
 {
 	struct commit_job *j;
 
-	if (!e->committer && !(e->committer = committer_start(e)))
-		return commit_with(e, event, NULL, NULL);
-	j = calloc(1, sizeof(*j));
-	if (!j)
-		return commit_with(e, event, NULL, NULL);
+	if (!e->committer) {
+		e->committer_ctx.st = e->st;
+		snprintf(e->committer_ctx.id, sizeof(e->committer_ctx.id), "%s", e->id);
+		if (!(e->committer = kmpkg_worker_new(commit_job, &e->committer_ctx, 0)))
+			return commit_with(e, event, NULL, NULL);
+	}
+	if (!(j = calloc(1, sizeof(*j))))
+		abort();
 	j->seq = ++e->seq;
 	j->event = event;
 	j->rec = json_deep_copy(e->rec);
@@ -897,11 +817,9 @@ static int commit_async(struct engine *e, json_t *event)
 	j->number = e->start_pending;
 	/* numbered by this commit (commit_wait puts it back if it failed) */
 	e->start_pending = false;
-	pthread_mutex_lock(&e->committer->mu);
-	*e->committer->tail = j;
-	e->committer->tail = &j->next;
-	pthread_cond_signal(&e->committer->work);
-	pthread_mutex_unlock(&e->committer->mu);
+	/* An earlier failure is for commit_wait to report. */
+	if (kmpkg_worker_push(e->committer, j) != 0)
+		kmpkg_error_clear();
 	return 0;
 }
 
@@ -909,24 +827,17 @@ static int commit_async(struct engine *e, json_t *event)
  * (with its error) as commit_with's would have been. */
 static int commit_wait(struct engine *e)
 {
-	struct committer *c = e->committer;
+	struct committer *c = &e->committer_ctx;
 	int err;
 
-	if (!c)
+	if (!e->committer)
 		return 0;
-	pthread_mutex_lock(&c->mu);
-	while (c->head || c->busy)
-		pthread_cond_wait(&c->idle, &c->mu);
-	err = c->err;
-	c->err = 0;
-	if (err)
-		err_restore(&c->saved);
-	if (c->numbered)
+	err = kmpkg_worker_wait(e->committer);
+	if (c->order > 0)
 		json_object_set_new(e->rec, "order", json_integer(c->order));
 	if (c->number_lost)
 		e->start_pending = true;
-	c->numbered = c->number_lost = false;
-	pthread_mutex_unlock(&c->mu);
+	c->number_lost = false;
 	return err;
 }
 
@@ -1225,8 +1136,7 @@ static void engine_release(struct engine *e)
 	size_t i;
 
 	commit_wait(e);
-	if (e->committer)
-		committer_stop(e->committer);
+	kmpkg_worker_free(e->committer);
 	for (i = 0; i < e->nch; i++)
 		change_release(&e->ch[i]);
 	free(e->ch);

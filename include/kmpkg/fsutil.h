@@ -80,18 +80,19 @@ int kmpkg_fsutil_sync_tree(const char *path);
  * comes from the syncfs alone. Started inline instead, the same calls cost
  * the caller more than they save (measured: 2.5 ms slower for 100 files).
  */
-struct kmpkg_writeback;
-/* A queue, its thread started on the first file; NULL when out of memory
- * (then kmpkg_fsutil_writeback_close closes at once). */
-struct kmpkg_writeback *kmpkg_fsutil_writeback_new(void);
+struct kmpkg_worker;
+/* The queue: a worker (include/kmpkg/worker.h) whose jobs are files, its
+ * thread started on the first; NULL when out of memory (then
+ * kmpkg_fsutil_writeback_close closes at once). */
+struct kmpkg_worker *kmpkg_fsutil_writeback_new(void);
 /* Hands fd (a file written for the coming syncfs; `path` names it in
  * errors) over: its write-back is started and it is closed. Blocks while
  * the queue is full (64 files), so the open descriptors stay bounded. A
  * failure of an earlier file is returned here or by _finish. */
-int kmpkg_fsutil_writeback_close(struct kmpkg_writeback *wb, int fd, const char *path);
+int kmpkg_fsutil_writeback_close(struct kmpkg_worker *wb, int fd, const char *path);
 /* Waits for every file handed over, stops the thread, frees wb; returns the
  * first failure (close or write-back start) as a kmpkg error. */
-int kmpkg_fsutil_writeback_finish(struct kmpkg_writeback *wb);
+int kmpkg_fsutil_writeback_finish(struct kmpkg_worker *wb);
 /* Starts one open file's write-back now (the cache copy, synced later with
  * the extracted files). */
 void kmpkg_fsutil_writeback_start(int fd);

@@ -133,7 +133,7 @@ static int open_fds(void)
  * file is written, closed, and readable after the syncfs. */
 Test(fsutil, writeback_queue_closes_every_file)
 {
-	struct kmpkg_writeback *wb = kmpkg_fsutil_writeback_new();
+	struct kmpkg_worker *wb = kmpkg_fsutil_writeback_new();
 	char name[32], *p, *data = NULL;
 	size_t len = 0;
 	int before = open_fds(), i, fd;
@@ -165,7 +165,7 @@ Test(fsutil, writeback_queue_closes_every_file)
  * close. */
 Test(fsutil, writeback_queue_reports_the_failed_file)
 {
-	struct kmpkg_writeback *wb = kmpkg_fsutil_writeback_new();
+	struct kmpkg_worker *wb = kmpkg_fsutil_writeback_new();
 	char *p = kmpkg_fsutil_join(dir, "g");
 	int fd, rc, rc2;
 
