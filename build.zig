@@ -23,12 +23,25 @@ const c_flags = [_][]const u8{
     "-fno-omit-frame-pointer",
 };
 
-// libcurl, libgit2, libarchive and libcrypto are not linked (their headers
-// are still used): src/fetch.c dlopens libcurl on the first download,
-// src/lazylib.c libgit2, libarchive and libcrypto on their first call, so
-// commands that need none of them (list, status, rollback, --version) do not
-// pay for mapping them and their dependency chains at start-up.
+// Linked shared: liblmdb, libyaml, libjansson (small, no dependencies).
 const system_libs = [_][]const u8{ "lmdb", "yaml", "jansson" };
+
+// Linked statically into kmpkg from the .a archives of the same Debian -dev
+// packages: libarchive, the compression and hash libraries its tar and zip
+// readers and its zstd writer need, and libcrypto. As shared libraries an
+// install paid ~3.7 ms to load and relocate them (libarchive's chain brings
+// libxml2, ICU and libstdc++, which kmpkg never calls: only libarchive's xar
+// writer uses them, and --gc-sections drops it) and ~0.7 ms to unload them;
+// linked in, only the code kmpkg calls is there, with no relocation at
+// start-up. The price: a security update of one of these Debian packages
+// needs kmpkg rebuilt. libgit2 and libcurl stay shared and loaded on first
+// use (src/lazylib.c, src/fetch.c): their static dependency chains (libssh2,
+// mbedtls, krb5, nghttp2...) are long, and only source commands use them.
+// The Criterion binaries link the same libraries shared: they must keep every
+// section (Criterion's registrations), and without --gc-sections libarchive.a
+// pulls in its xar writer and with it libxml2.
+const static_libs = [_][]const u8{ "archive", "nettle", "zstd", "lz4", "bz2", "lzma", "z", "crypto" };
+const shared_test_libs = [_][]const u8{ "archive", "crypto" };
 
 // GCC's AddressSanitizer runtime (Debian libasan8) works with the
 // instrumentation Zig's clang emits; Zig ships no ASan runtime of its own.
@@ -59,6 +72,7 @@ fn coreModule(
     optimize: std.builtin.OptimizeMode,
     sources: []const []const u8,
     testing: bool,
+    static: bool,
 ) *std.Build.Module {
     const mod = b.createModule(.{ .target = target, .optimize = optimize, .link_libc = true });
     var flags: std.ArrayList([]const u8) = .empty;
@@ -72,6 +86,15 @@ fn coreModule(
     // The ASan runtime must come first among the shared libraries.
     if (testing) mod.addObjectFile(.{ .cwd_relative = asan_runtime });
     for (system_libs) |l| mod.linkSystemLibrary(l, .{});
+    if (static) {
+        for (static_libs) |l| mod.linkSystemLibrary(l, .{
+            .use_pkg_config = .no,
+            .preferred_link_mode = .static,
+            .search_strategy = .no_fallback,
+        });
+    } else {
+        for (shared_test_libs) |l| mod.linkSystemLibrary(l, .{});
+    }
     return mod;
 }
 
@@ -87,8 +110,10 @@ pub fn build(b: *std.Build) void {
     // The installed binary.
     const exe = b.addExecutable(.{
         .name = "kmpkg",
-        .root_module = coreModule(b, target, optimize, all_sources.items, false),
+        .root_module = coreModule(b, target, optimize, all_sources.items, false, true),
     });
+    // Needed in every mode, Debug included: see static_libs.
+    exe.link_gc_sections = true;
     b.installArtifact(exe);
     b.installDirectory(.{
         .source_dir = b.path("man"),
@@ -100,8 +125,9 @@ pub fn build(b: *std.Build) void {
     const test_step = b.step("test", "Run every unit and CLI test under ASan+UBSan");
     const test_exe = b.addExecutable(.{
         .name = "kmpkg-test",
-        .root_module = coreModule(b, target, .Debug, all_sources.items, true),
+        .root_module = coreModule(b, target, .Debug, all_sources.items, true, true),
     });
+    test_exe.link_gc_sections = true;
     const install_test_exe = b.addInstallArtifact(test_exe, .{ .dest_dir = .{ .override = .{ .custom = "test" } } });
     test_step.dependOn(&install_test_exe.step);
 
@@ -109,7 +135,7 @@ pub fn build(b: *std.Build) void {
     for (tests) |t| {
         var sources: std.ArrayList([]const u8) = .empty;
         sources.appendSlice(b.allocator, lib_sources) catch @panic("OOM");
-        const mod = coreModule(b, target, .Debug, sources.items, true);
+        const mod = coreModule(b, target, .Debug, sources.items, true, false);
         mod.addCSourceFiles(.{
             .root = b.path("tests/unit"),
             .files = &.{t},

@@ -2,7 +2,6 @@
  * from the sources' index cache; either way one transaction. */
 #include "cmdutil.h"
 #include "kmpkg/error.h"
-#include "kmpkg/lazylib.h"
 #include "plan.h"
 
 int kmpkg_cmd_install(struct kmpkg_cli *cli, int argc, char **argv)
@@ -37,7 +36,6 @@ int kmpkg_cmd_install(struct kmpkg_cli *cli, int argc, char **argv)
 	} else if (o.txn.signature && n > 1) {
 		err = kmpkg_cli_usage("install", "--signature applies to a single package");
 	} else {
-		kmpkg_lazylib_preload_install();
 		err = kmpkg_txn_install(&s, &o.txn, argv + o.first_arg, n);
 		if (!err)
 			kmpkg_cmdutil_print_summary(cli, s);

@@ -3,7 +3,6 @@
  * sources; a PATH updates from that .kmpkg file. */
 #include "cmdutil.h"
 #include "kmpkg/error.h"
-#include "kmpkg/lazylib.h"
 #include "plan.h"
 
 int kmpkg_cmd_update(struct kmpkg_cli *cli, int argc, char **argv)
@@ -34,7 +33,6 @@ int kmpkg_cmd_update(struct kmpkg_cli *cli, int argc, char **argv)
 	} else if (o.txn.signature && n > 1) {
 		err = kmpkg_cli_usage("update", "--signature applies to a single package");
 	} else {
-		kmpkg_lazylib_preload_install();
 		err = kmpkg_txn_update(&s, &o.txn, argv + o.first_arg, n);
 		if (!err)
 			kmpkg_cmdutil_print_summary(cli, s);

@@ -280,8 +280,7 @@ static la_ssize_t sink_write(struct archive *a, void *data, const void *buf, siz
 			if (errno == EINTR)
 				continue;
 			/* Recorded here, reported by archive_failed() once the
-			 * archive_write_* call fails: libarchive's variadic
-			 * archive_set_error() is not in src/lazylib.c's shim. */
+			 * archive_write_* call fails. */
 			s->err = errno;
 			return -1;
 		}
@@ -459,9 +458,6 @@ int kmpkg_pack(struct kmpkg_pack_result *out, const char *dir, const char *outpu
 	if ((rc = kmpkg_filelist_check_links(list)) != 0)
 		goto cleanup;
 
-	/* The first libarchive call before the temporary file exists: when
-	 * libarchive cannot be loaded, src/lazylib.c exits at this call and
-	 * leaves nothing behind. */
 	a = archive_write_new();
 	/* Written in a temporary file beside the output, published by the
 	 * durable-write helper (fsync, rename, fsync of the directory). */
