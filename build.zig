@@ -23,25 +23,25 @@ const c_flags = [_][]const u8{
     "-fno-omit-frame-pointer",
 };
 
-// Linked shared: liblmdb, libyaml, libjansson (small, no dependencies).
-const system_libs = [_][]const u8{ "lmdb", "yaml", "jansson" };
-
-// Linked statically into kmpkg from the .a archives of the same Debian -dev
-// packages: libarchive, the compression and hash libraries its tar and zip
-// readers and its zstd writer need, and libcrypto. As shared libraries an
-// install paid ~3.7 ms to load and relocate them (libarchive's chain brings
-// libxml2, ICU and libstdc++, which kmpkg never calls: only libarchive's xar
-// writer uses them, and --gc-sections drops it) and ~0.7 ms to unload them;
-// linked in, only the code kmpkg calls is there, with no relocation at
-// start-up. The price: a security update of one of these Debian packages
-// needs kmpkg rebuilt. libgit2 and libcurl stay shared and loaded on first
-// use (src/lazylib.c, src/fetch.c): their static dependency chains (libssh2,
-// mbedtls, krb5, nghttp2...) are long, and only source commands use them.
-// The Criterion binaries link the same libraries shared: they must keep every
-// section (Criterion's registrations), and without --gc-sections libarchive.a
-// pulls in its xar writer and with it libxml2.
-const static_libs = [_][]const u8{ "archive", "nettle", "zstd", "lz4", "bz2", "lzma", "z", "crypto" };
-const shared_test_libs = [_][]const u8{ "archive", "crypto" };
+// kmpkg links its libraries statically, from the .a archives of the same
+// Debian -dev packages: liblmdb, libyaml, libjansson, libarchive with the
+// compression and hash libraries its tar and zip readers and its zstd writer
+// need, and libcrypto. As shared libraries every command paid to load and
+// relocate them: ~0.4 ms for the first three (list, status, rollback), and an
+// install ~3.7 ms more for libarchive's chain (libxml2, ICU, libstdc++, which
+// kmpkg never calls: only libarchive's xar writer uses them, and
+// --gc-sections drops it) and libcrypto, plus ~0.7 ms to unload them. Linked
+// in, only the code kmpkg calls is there, with no relocation at start-up. The
+// price: a security update of one of these Debian packages needs kmpkg
+// rebuilt. libgit2 and libcurl stay shared and loaded on first use
+// (src/lazylib.c, src/fetch.c): their dependency chains are long (libssh2,
+// mbedtls, krb5/GSSAPI, nghttp2...), and only the commands that read sources
+// use them. The Criterion binaries link the same libraries
+// shared: they must keep every section (Criterion's registrations), and
+// without --gc-sections libarchive.a pulls in its xar writer and with it
+// libxml2.
+const static_libs = [_][]const u8{ "lmdb", "yaml", "jansson", "archive", "nettle", "zstd", "lz4", "bz2", "lzma", "z", "crypto" };
+const shared_test_libs = [_][]const u8{ "lmdb", "yaml", "jansson", "archive", "crypto" };
 
 // GCC's AddressSanitizer runtime (Debian libasan8) works with the
 // instrumentation Zig's clang emits; Zig ships no ASan runtime of its own.
@@ -85,7 +85,6 @@ fn coreModule(
     mod.addIncludePath(b.path("src"));
     // The ASan runtime must come first among the shared libraries.
     if (testing) mod.addObjectFile(.{ .cwd_relative = asan_runtime });
-    for (system_libs) |l| mod.linkSystemLibrary(l, .{});
     if (static) {
         for (static_libs) |l| mod.linkSystemLibrary(l, .{
             .use_pkg_config = .no,
