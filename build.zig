@@ -36,10 +36,9 @@ const c_flags = [_][]const u8{
 // rebuilt. libgit2 and libcurl stay shared and loaded on first use
 // (src/lazylib.c, src/fetch.c): their dependency chains are long (libssh2,
 // mbedtls, krb5/GSSAPI, nghttp2...), and only the commands that read sources
-// use them. The Criterion binaries link the same libraries
-// shared: they must keep every section (Criterion's registrations), and
-// without --gc-sections libarchive.a pulls in its xar writer and with it
-// libxml2.
+// use them. The Criterion binaries link the same libraries shared: they must
+// keep every section (Criterion's registrations), and without --gc-sections
+// libarchive.a pulls in its xar writer and with it libxml2.
 const static_libs = [_][]const u8{ "lmdb", "yaml", "jansson", "archive", "nettle", "zstd", "lz4", "bz2", "lzma", "z", "crypto" };
 const shared_test_libs = [_][]const u8{ "lmdb", "yaml", "jansson", "archive", "crypto" };
 
