@@ -458,16 +458,15 @@ int kmpkg_pack(struct kmpkg_pack_result *out, const char *dir, const char *outpu
 	if ((rc = kmpkg_filelist_check_links(list)) != 0)
 		goto cleanup;
 
-	a = archive_write_new();
+	if (!(a = archive_write_new())) {
+		rc = kmpkg_error_errno(ENOMEM, "pack", dir);
+		goto cleanup;
+	}
 	/* Written in a temporary file beside the output, published by the
 	 * durable-write helper (fsync, rename, fsync of the directory). */
 	if ((rc = kmpkg_fsutil_open_temp(&s.fd, &tmp, outdir)) != 0)
 		goto cleanup;
 	kmpkg_sha256_init(&s.md);
-	if (!a) {
-		rc = kmpkg_error_errno(ENOMEM, "pack", dir);
-		goto cleanup;
-	}
 	if (archive_write_set_format_pax_restricted(a) != ARCHIVE_OK ||
 	    archive_write_add_filter_zstd(a) != ARCHIVE_OK ||
 	    archive_write_set_options(a, "zstd:compression-level=3") != ARCHIVE_OK ||

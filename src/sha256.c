@@ -1,4 +1,4 @@
-/* SHA-256 (include/kmpkg/sha256.h): why the low-level functions is there. */
+/* SHA-256 with the low-level functions; include/kmpkg/sha256.h says why. */
 #define OPENSSL_SUPPRESS_DEPRECATED
 
 #include "kmpkg/sha256.h"

@@ -17,7 +17,6 @@
 #include <openssl/err.h>
 #include <openssl/evp.h>
 #include <openssl/pem.h>
-#include <openssl/sha.h>
 #include <openssl/x509.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -262,14 +261,17 @@ static EVP_PKEY *load_pem(const char *text, size_t len)
 
 static int pem_id(char out[17], EVP_PKEY *pk)
 {
-	unsigned char *der = NULL, md[32];
+	unsigned char *der = NULL;
+	char hex[65];
 	int n = i2d_PUBKEY(pk, &der);
 
 	if (n <= 0)
 		return kmpkg_error_set(KMPKG_EUSAGE, "E_KEY_INVALID", NULL, NULL, "cannot encode the public key");
-	SHA256(der, (size_t)n, md);
+	/* The first 8 bytes of the SHA-256 of the DER public key. */
+	kmpkg_sha256_buf_hex(der, (size_t)n, hex);
 	OPENSSL_free(der);
-	kmpkg_hex(out, md, 8);
+	memcpy(out, hex, 16);
+	out[16] = '\0';
 	return 0;
 }
 

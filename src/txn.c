@@ -1307,8 +1307,8 @@ static int download_one(struct engine *e, struct change *c)
 	 * renamed into the cache only once complete. Its sync is batched with
 	 * the extracted files' (stage_sync): the cache is a cache, hashed
 	 * again as it is extracted (store_extract; src/fetch.c re-hashes a
-	 * cached download before reusing it), and the
-	 * copy made here always replaces what the cache held under that name. */
+	 * cached download before reusing it), and the copy made here always
+	 * replaces what the cache held under that name. */
 	if ((err = kmpkg_fsutil_mkdir_staging(e->staging, 0755)) != 0 ||
 	    (err = kmpkg_fsutil_open_temp(&wfd, &tmp, e->staging)) != 0)
 		goto cleanup;

@@ -6,9 +6,9 @@
  * made that call on its critical path (the download's digest). The SHA256_*
  * functions run the same code (SHA-NI where the CPU has it: 0.7 ms per MiB
  * here either way) with no provider. They are deprecated in OpenSSL 3 but
- * part of libcrypto.so.3's ABI; src/sha256.c is the one file that calls
- * them. Other digests and signatures (BLAKE2b, Ed25519, RSA, ECDSA) stay
- * with EVP.
+ * still part of its libcrypto; src/sha256.c is the one file that calls them,
+ * and every SHA-256 in kmpkg goes through it. Other digests and signatures
+ * (BLAKE2b, Ed25519, RSA, ECDSA) stay with EVP.
  */
 #ifndef KMPKG_SHA256_H
 #define KMPKG_SHA256_H
