@@ -54,9 +54,12 @@ int kmpkg_error_errno(int err, const char *what, const char *path)
 		break;
 	case EACCES:
 	case EPERM:
-	case EROFS:
 		code = "E_PERMISSION";
 		next = "run as a user that can write the root, or choose another --root";
+		break;
+	case EROFS:
+		code = "E_PERMISSION";
+		next = "remount the file system that holds the root read-write, or choose another --root";
 		break;
 	case ENOENT:
 		code = "E_IO";

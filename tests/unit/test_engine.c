@@ -670,6 +670,14 @@ Test(engine, disk_full_and_read_only_root)
 	fclose(f);
 	cr_assert(strstr(buf, "E_DISK_FULL"), "%s", buf);
 	free(log);
+	log = fx_path(W, "err2");
+	f = fopen(log, "r");
+	cr_assert_not_null(f);
+	memset(buf, 0, sizeof(buf));
+	cr_assert_gt(fread(buf, 1, sizeof(buf) - 1, f), 0);
+	fclose(f);
+	cr_assert(strstr(buf, "E_PERMISSION") && strstr(buf, "next step: remount"), "%s", buf);
+	free(log);
 	free(small);
 	free(big);
 }

@@ -35,6 +35,18 @@ Test(error, errno_maps_disk_full_to_resource)
 	cr_assert(strstr(kmpkg_error_last()->message, "/x/y") != NULL);
 }
 
+Test(error, errno_read_only_file_system_says_remount)
+{
+	int rc = kmpkg_error_errno(EROFS, "open", "R/kmpkg/lock");
+
+	cr_assert_eq(rc, KMPKG_ERESOURCE);
+	cr_assert_str_eq(kmpkg_error_last()->code, "E_PERMISSION");
+	cr_assert(strstr(kmpkg_error_last()->next_step, "remount") != NULL, "%s", kmpkg_error_last()->next_step);
+	kmpkg_error_errno(EACCES, "open", "R/kmpkg/lock");
+	cr_assert_str_eq(kmpkg_error_last()->code, "E_PERMISSION");
+	cr_assert(strstr(kmpkg_error_last()->next_step, "remount") == NULL, "%s", kmpkg_error_last()->next_step);
+}
+
 Test(error, prefix_adds_context)
 {
 	kmpkg_error_set(KMPKG_EGENERIC, "E_X", NULL, NULL, "inner");
