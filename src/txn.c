@@ -1292,17 +1292,22 @@ static int hash_copy(char out[65], int fd, int wfd, const char *what, const char
 	return 0;
 }
 
+static int expect_digest(const struct change *c)
+{
+	if (c->target && c->target->expect_sha256 && strcmp(c->target->expect_sha256, c->sha256) != 0)
+		return kmpkg_error_set(KMPKG_EVERIFY, "E_DIGEST_MISMATCH", "/artifact/sha256",
+				       "the artifact changed or is corrupt; refresh the source and retry",
+				       "%s has sha256 %s, expected %s", c->path, c->sha256, c->target->expect_sha256);
+	return 0;
+}
+
 /* Streams the package into kmpkg/cache/<sha256> (temp + rename; synced with
  * the extracted files in stage_sync). */
-static int download_one(struct engine *e, struct change *c)
+static int copy_into_cache(struct engine *e, struct change *c, int fd)
 {
 	char *tmp = NULL;
-	int fd = -1, wfd = -1, err;
+	int wfd = -1, err;
 
-	if (!c->path && c->target && c->target->fetch && (err = c->target->fetch(&c->path, c->target->fetch_ctx)) != 0)
-		goto cleanup;
-	if ((err = open_package(&fd, c->path)) != 0)
-		goto cleanup;
 	/* The partial copy lives in the staging (swept after a crash) and is
 	 * renamed into the cache only once complete. Its sync is batched with
 	 * the extracted files' (stage_sync): the cache is a cache, hashed
@@ -1316,25 +1321,56 @@ static int download_one(struct engine *e, struct change *c)
 		goto cleanup;
 	/* Written back while verify extracts; synced with the files. */
 	kmpkg_fsutil_writeback_start(wfd);
-	if (c->target && c->target->expect_sha256 && strcmp(c->target->expect_sha256, c->sha256) != 0) {
-		err = kmpkg_error_set(KMPKG_EVERIFY, "E_DIGEST_MISMATCH", "/artifact/sha256",
-				      "the artifact changed or is corrupt; refresh the source and retry",
-				      "%s has sha256 %s, expected %s", c->path, c->sha256, c->target->expect_sha256);
+	if ((err = expect_digest(c)) != 0)
 		goto cleanup;
-	}
 	c->cache = kmpkg_fsutil_join(e->p.cache, c->sha256);
 	err = kmpkg_fsutil_commit_temp_batched(wfd, tmp, c->cache);
 	wfd = -1;
-	free(tmp);
-	tmp = NULL;
 cleanup:
 	if (wfd >= 0) {
 		close(wfd);
 		unlink(tmp);
 	}
-	if (fd >= 0)
-		close(fd);
 	free(tmp);
+	return err;
+}
+
+/* A package fetched by name is in the cache already, published under its
+ * digest by src/fetch.c with the durable-write helper: it is hashed (the
+ * digest names the store entry), not copied onto itself. Anywhere else
+ * (not expected), it is copied like a local file. */
+static int download_fetched(struct engine *e, struct change *c, int fd)
+{
+	char *at;
+	int err;
+
+	if ((err = hash_copy(c->sha256, fd, -1, c->path, NULL)) != 0)
+		return err;
+	at = kmpkg_fsutil_join(e->p.cache, c->sha256);
+	if (strcmp(at, c->path) == 0) {
+		c->cache = at;
+		return expect_digest(c);
+	}
+	free(at);
+	if (lseek(fd, 0, SEEK_SET) != 0)
+		return kmpkg_error_errno(errno, "seek", c->path);
+	return copy_into_cache(e, c, fd);
+}
+
+static int download_one(struct engine *e, struct change *c)
+{
+	bool fetched = false;
+	int fd = -1, err;
+
+	if (!c->path && c->target && c->target->fetch) {
+		if ((err = c->target->fetch(&c->path, c->target->fetch_ctx)) != 0)
+			return err;
+		fetched = true;
+	}
+	if ((err = open_package(&fd, c->path)) != 0)
+		return err;
+	err = fetched ? download_fetched(e, c, fd) : copy_into_cache(e, c, fd);
+	close(fd);
 	return err;
 }
 

@@ -353,6 +353,40 @@ Test(sources_cli, install_by_name)
 	free(commit);
 }
 
+/* A package fetched by name is published in the cache by the fetcher; the
+ * download phase hashes it there and does not copy it onto itself (the
+ * entry keeps its inode when the package is installed again). */
+Test(sources_cli, fetched_package_is_not_copied_again)
+{
+	char *cache = fx_path(R, "kmpkg/cache"), *entry = NULL;
+	struct stat before, after;
+	struct dirent *de;
+	DIR *d;
+	json_t *o;
+
+	make_source("");
+	add_demo();
+	fx_ok(0, R, NULL, "install", "hello@^1", NULL);
+	cr_assert_eq(fx_count(cache), 1, "one package in the cache");
+	d = opendir(cache);
+	cr_assert_not_null(d);
+	while ((de = readdir(d)) != NULL)
+		if (de->d_name[0] != '.')
+			entry = fx_path(cache, de->d_name);
+	closedir(d);
+	cr_assert_not_null(entry);
+	cr_assert_eq(stat(entry, &before), 0);
+	fx_ok(0, R, NULL, "remove", "hello", NULL);
+	o = run_json(0, "install", "hello@^1");
+	cr_assert_str_eq(json_string_value(json_object_get(o, "outcome")), "committed");
+	json_decref(o);
+	cr_assert_eq(stat(entry, &after), 0);
+	cr_assert_eq(after.st_ino, before.st_ino, "the cached package was copied onto itself");
+	cr_assert_eq(fx_count(cache), 1);
+	free(entry);
+	free(cache);
+}
+
 Test(sources_cli, unsatisfiable_exits_5_naming_the_plugins)
 {
 	struct kres r;
