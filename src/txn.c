@@ -183,6 +183,7 @@ struct change {
 	char *path;          /* the .kmpkg given; NULL for remove and rollback */
 	char sha256[65];
 	char *cache;         /* kmpkg/cache/<sha256> */
+	bool copied;         /* into the cache by this transaction (cache_writeback) */
 	char *version;       /* NULL when removed */
 	char *entry;         /* new store entry, NULL when removed */
 	char *from_version;  /* NULL when newly installed */
@@ -1317,15 +1318,13 @@ static int copy_into_cache(struct engine *e, struct change *c, int fd)
 	if ((err = kmpkg_fsutil_mkdir_staging(e->staging, 0755)) != 0 ||
 	    (err = kmpkg_fsutil_open_temp(&wfd, &tmp, e->staging)) != 0)
 		goto cleanup;
-	if ((err = hash_copy(c->sha256, fd, wfd, c->path, tmp)) != 0)
-		goto cleanup;
-	/* Written back while verify extracts; synced with the files. */
-	kmpkg_fsutil_writeback_start(wfd);
-	if ((err = expect_digest(c)) != 0)
+	/* Its write-back starts later (cache_writeback); synced with the files. */
+	if ((err = hash_copy(c->sha256, fd, wfd, c->path, tmp)) != 0 || (err = expect_digest(c)) != 0)
 		goto cleanup;
 	c->cache = kmpkg_fsutil_join(e->p.cache, c->sha256);
 	err = kmpkg_fsutil_commit_temp_batched(wfd, tmp, c->cache);
 	wfd = -1;
+	c->copied = !err;
 cleanup:
 	if (wfd >= 0) {
 		close(wfd);
@@ -1355,6 +1354,26 @@ static int download_fetched(struct engine *e, struct change *c, int fd)
 	if (lseek(fd, 0, SEEK_SET) != 0)
 		return kmpkg_error_errno(errno, "seek", c->path);
 	return copy_into_cache(e, c, fd);
+}
+
+/* Starts the write-back of the packages copied into the cache once the
+ * download phase's commits are durable, so that it overlaps verify's
+ * extraction; verify's sync makes them durable. Started as each copy is
+ * written, it would put 1 MiB per MiB installed in front of those commits'
+ * flushes on the same device (3 ms more for the 1 MiB package of
+ * scripts/bench on journaled ext4). A hint: nothing fails here. */
+static void cache_writeback(const struct engine *e)
+{
+	size_t i;
+
+	for (i = 0; i < e->nch; i++) {
+		int fd;
+
+		if (!e->ch[i].copied || (fd = open(e->ch[i].cache, O_RDONLY | O_CLOEXEC)) < 0)
+			continue;
+		kmpkg_fsutil_writeback_start(fd);
+		close(fd);
+	}
 }
 
 static int download_one(struct engine *e, struct change *c)
@@ -3040,6 +3059,7 @@ int kmpkg_txn_install_targets(json_t **out, const struct kmpkg_txn_opts *o, cons
 		err = started;
 		goto cleanup;
 	}
+	cache_writeback(&e);
 	if (err) {
 		err = abort_txn(&e, "download", err);
 		goto cleanup;
